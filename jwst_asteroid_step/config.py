@@ -1,0 +1,68 @@
+"""The one configuration object of the detection algorithms, with its validation."""
+
+from dataclasses import asdict, dataclass, fields
+
+__all__ = ["DetectionConfig"]
+
+
+@dataclass
+class DetectionConfig:
+    """Parameters of :func:`jwst_asteroid_step.detect.find_movers`.
+
+    The step's ``spec`` exposes each of them under the same name.
+
+    Attributes
+    ----------
+    snr_threshold : float
+        Minimum matched-filter SNR of a reported detection.
+    min_groups : int
+        Minimum number of distinct group differences with JUMP_DET cells on a
+        candidate track.
+    link_px : float
+        Distance (px) within which JUMP_DET cells join one event.
+    link_groups : int
+        Gap (group differences) within which JUMP_DET cells join one event.
+    shower_min_pixels : int
+        One-instant events touching at least this many pixels count as showers.
+    min_motion_sigma : float
+        Minimum significance of the fitted speed; slower candidates are not movers.
+    min_consistency : float
+        Minimum median per-difference flux relative to the fit; rejects chance
+        alignments of cosmic rays, whose flux sits in a few differences.
+    max_chi2_dof : float
+        Largest reduced chi-square of an accepted moving-PSF fit.
+    max_candidates : int
+        Upper bound on candidate tracks fitted per integration; beyond it the
+        most populated candidates are kept and a warning is issued.
+    """
+
+    snr_threshold: float = 7.0
+    min_groups: int = 3
+    link_px: float = 1.5
+    link_groups: int = 2
+    shower_min_pixels: int = 30
+    min_motion_sigma: float = 5.0
+    min_consistency: float = 0.4
+    max_chi2_dof: float = 3.0
+    max_candidates: int = 500
+
+    def __post_init__(self):
+        positive = ("snr_threshold", "link_px", "min_motion_sigma", "max_chi2_dof")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.min_groups < 3:
+            raise ValueError("min_groups must be at least 3: two points always fit a line")
+
+    @classmethod
+    def from_mapping(cls, mapping):
+        """Build from any mapping (e.g. step parameters), ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in mapping.items() if k in names})
+
+    def to_dict(self):
+        """Plain-dict copy."""
+        return asdict(self)

@@ -1,0 +1,160 @@
+"""The one PSF model of the package: a pixel-integrated MIRI imager PSF.
+
+The simulator renders sources with it and the detector fits sources with it, so a
+mismatch between the two is visible here and nowhere else.
+
+The model is the sum of two concentric circular Gaussians: a core whose FWHM is the
+filter's measured FWHM (DESIGN.md §2) and a broad, faint wing standing in for the
+diffraction wings of the real PSF.  Both are separable, so the flux falling in a
+pixel is an exact product of error-function differences; no oversampling is needed.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erf
+
+__all__ = ["FILTER_FWHM", "PSFModel", "psf_for_filter"]
+
+#: Core FWHM in pixels of the MIRI imager PSF for each filter (DESIGN.md §2).
+FILTER_FWHM = {
+    "F560W": 1.88,
+    "F770W": 2.45,
+    "F1000W": 2.98,
+    "F1130W": 3.41,
+    "F1280W": 3.82,
+    "F1500W": 4.44,
+    "F1800W": 5.37,
+    "F2100W": 6.13,
+    "F2550W": 7.30,
+}
+
+_FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+_SQRT2 = np.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class PSFModel:
+    """Pixel-integrated double-Gaussian PSF.
+
+    Parameters
+    ----------
+    fwhm : float
+        FWHM of the core Gaussian, in pixels.
+    wing_fraction : float
+        Fraction of the total flux in the wing component.
+    wing_scale : float
+        Width of the wing Gaussian in units of the core width.
+    """
+
+    fwhm: float
+    wing_fraction: float = 0.12
+    wing_scale: float = 4.0
+
+    def __post_init__(self):
+        if not np.isfinite(self.fwhm) or self.fwhm <= 0:
+            raise ValueError(f"PSF FWHM must be a positive number of pixels, got {self.fwhm!r}")
+        if not 0 <= self.wing_fraction < 1:
+            raise ValueError(f"wing_fraction must be in [0, 1), got {self.wing_fraction!r}")
+
+    @property
+    def components(self):
+        """List of ``(flux_fraction, sigma_px)`` for the Gaussian components."""
+        sigma = self.fwhm * _FWHM_TO_SIGMA
+        comps = [(1.0 - self.wing_fraction, sigma)]
+        if self.wing_fraction > 0:
+            comps.append((self.wing_fraction, sigma * self.wing_scale))
+        return comps
+
+    @property
+    def radius(self):
+        """Half-size in pixels of a box that holds > 99 % of the flux."""
+        return int(np.ceil(max(s for _, s in self.components) * 2.6))
+
+    @property
+    def n_eff(self):
+        """Noise-equivalent area ``1 / sum(p**2)`` in pixels, for a centred source."""
+        r = self.radius
+        grid = np.arange(-r, r + 1, dtype=float)
+        img = self.render(np.array([[0.0]]), np.array([[0.0]]), grid, grid)[0]
+        return float(1.0 / np.sum(img**2))
+
+    def _profile_1d(self, offsets, sigma):
+        """Fraction of a 1-D Gaussian falling in unit pixels centred at ``offsets``."""
+        s = _SQRT2 * sigma
+        return 0.5 * (erf((offsets + 0.5) / s) - erf((offsets - 0.5) / s))
+
+    def pixel_fraction(self, dx, dy):
+        """Fraction of the flux in a pixel whose centre is offset ``(dx, dy)`` from the source.
+
+        Parameters
+        ----------
+        dx, dy : ndarray
+            Pixel-centre minus source position (px), broadcastable.
+
+        Returns
+        -------
+        ndarray
+        """
+        out = 0.0
+        for frac, sigma in self.components:
+            out = out + frac * self._profile_1d(dx, sigma) * self._profile_1d(dy, sigma)
+        return out
+
+    def render(self, xs, ys, x_grid, y_grid):
+        """Mean pixel-integrated PSF over a set of sub-sample positions.
+
+        Parameters
+        ----------
+        xs, ys : ndarray, shape (K, S)
+            Source positions (pixels) for K output images, each averaged over S
+            sub-samples (the source's positions during one group interval).
+        x_grid, y_grid : ndarray, shape (nx,), (ny,)
+            Pixel-centre coordinates of the box columns and rows.
+
+        Returns
+        -------
+        ndarray, shape (K, ny, nx)
+            Fraction of the source flux landing in each pixel, averaged over S.
+        """
+        xs = np.atleast_2d(xs)
+        ys = np.atleast_2d(ys)
+        n_sub = xs.shape[1]
+        dx = x_grid[None, None, :] - xs[..., None]
+        dy = y_grid[None, None, :] - ys[..., None]
+        out = None
+        for frac, sigma in self.components:
+            term = np.einsum("ksy,ksx->kyx", self._profile_1d(dy, sigma), self._profile_1d(dx, sigma))
+            term *= frac / n_sub
+            out = term if out is None else out + term
+        return out
+
+
+def psf_for_filter(filter_name, fwhm=None):
+    """Return the PSF model for a MIRI imager filter.
+
+    Parameters
+    ----------
+    filter_name : str or None
+        Filter name as in ``meta.instrument.filter`` (e.g. ``"F770W"``).
+    fwhm : float, optional
+        Explicit core FWHM in pixels; overrides the filter table.
+
+    Returns
+    -------
+    PSFModel
+
+    Raises
+    ------
+    ValueError
+        If no FWHM is given and the filter is not a MIRI imager filter.
+    """
+    if fwhm is not None:
+        return PSFModel(float(fwhm))
+    key = (filter_name or "").upper()
+    if key not in FILTER_FWHM:
+        raise ValueError(
+            f"No PSF width is known for filter {filter_name!r}; expected one of "
+            f"{sorted(FILTER_FWHM)} or an explicit psf_fwhm."
+        )
+    return PSFModel(FILTER_FWHM[key])

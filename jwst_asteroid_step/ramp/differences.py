@@ -1,0 +1,136 @@
+"""Group differences of one integration, their validity, and the per-pixel background.
+
+Difference ``k`` is ``SCI[k+1] - SCI[k]`` and spans ``[k, k+1] * group_time`` (see
+:mod:`jwst_asteroid_step.timebase`).  jwst's jump step flags group ``k+1`` when that
+difference jumps, so JUMP_DET on group ``k+1`` labels difference ``k``.
+"""
+
+import numba
+import numpy as np
+from stdatamodels.jwst.datamodels import dqflags
+
+__all__ = [
+    "IntegrationDifferences",
+    "group_differences",
+    "jump_cells",
+    "pixel_background",
+]
+
+_GROUP_BAD = dqflags.group["DO_NOT_USE"] | dqflags.group["SATURATED"]
+_PIXEL_BAD = dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["REFERENCE_PIXEL"]
+JUMP_DET = dqflags.group["JUMP_DET"]
+
+
+class IntegrationDifferences:
+    """Group differences of one integration with the masks the search needs.
+
+    Parameters
+    ----------
+    sci : ndarray, shape (ngroups, ny, nx)
+        Ramp (DN) of one integration.
+    groupdq : ndarray, shape (ngroups, ny, nx)
+        GROUPDQ of the same integration.
+    pixeldq : ndarray, shape (ny, nx)
+        PIXELDQ.
+
+    Attributes
+    ----------
+    diff : ndarray, float32, shape (ngroups - 1, ny, nx)
+        Group differences (DN); NaN where unusable.
+    jump : ndarray, bool, shape (ngroups - 1, ny, nx)
+        Differences flagged JUMP_DET by the jump step.
+    """
+
+    def __init__(self, sci, groupdq, pixeldq):
+        self.diff = group_differences(sci, groupdq, pixeldq)
+        self.jump = (groupdq[1:] & JUMP_DET) != 0
+        self.jump &= np.isfinite(self.diff)
+
+    @property
+    def n_diffs(self):
+        """Number of differences per pixel."""
+        return self.diff.shape[0]
+
+
+def group_differences(sci, groupdq, pixeldq):
+    """Differences of successive reads, NaN where either read is unusable.
+
+    A difference is unusable when either of its groups is DO_NOT_USE or SATURATED,
+    when the pixel is DO_NOT_USE or a reference pixel, or when a read is not finite.
+
+    Parameters
+    ----------
+    sci : ndarray, shape (ngroups, ny, nx)
+    groupdq : ndarray, shape (ngroups, ny, nx)
+    pixeldq : ndarray, shape (ny, nx)
+
+    Returns
+    -------
+    ndarray, float32, shape (ngroups - 1, ny, nx)
+    """
+    sci = np.asarray(sci, dtype=np.float32)
+    diff = np.diff(sci, axis=0)
+    bad_group = (groupdq & _GROUP_BAD) != 0
+    bad = bad_group[1:] | bad_group[:-1]
+    bad |= ((pixeldq & _PIXEL_BAD) != 0)[None]
+    diff[bad] = np.nan
+    return diff
+
+
+def jump_cells(jump):
+    """Coordinates of the JUMP_DET differences.
+
+    Parameters
+    ----------
+    jump : ndarray, bool, shape (ndiff, ny, nx)
+
+    Returns
+    -------
+    ndarray, int32, shape (n, 3)
+        Rows of ``(k, y, x)``.
+    """
+    return np.argwhere(jump).astype(np.int32)
+
+
+@numba.njit(parallel=True, cache=True)
+def _masked_median(diff, exclude, out_med, out_n):
+    nk, ny, nx = diff.shape
+    for y in numba.prange(ny):
+        buf = np.empty(nk, dtype=np.float32)
+        for x in range(nx):
+            n = 0
+            for k in range(nk):
+                v = diff[k, y, x]
+                if not exclude[k, y, x] and v == v:
+                    buf[n] = v
+                    n += 1
+            out_n[y, x] = n
+            out_med[y, x] = np.median(buf[:n]) if n > 0 else np.nan
+
+
+def pixel_background(diff, exclude=None):
+    """Robust per-pixel rate of the non-moving scene: the median difference.
+
+    The median ignores the few differences a cosmic ray or a passing mover
+    brightens, as long as they are fewer than half of the pixel's differences.
+
+    Parameters
+    ----------
+    diff : ndarray, float32, shape (ndiff, ny, nx)
+        Differences, NaN where unusable.
+    exclude : ndarray, bool, optional
+        Extra differences to leave out (e.g. JUMP_DET cells).
+
+    Returns
+    -------
+    median : ndarray, float32, shape (ny, nx)
+        Median difference (DN per group); NaN for pixels with no usable difference.
+    n_valid : ndarray, int32, shape (ny, nx)
+        Number of differences used.
+    """
+    if exclude is None:
+        exclude = np.zeros(diff.shape, dtype=np.bool_)
+    med = np.empty(diff.shape[1:], dtype=np.float32)
+    n = np.empty(diff.shape[1:], dtype=np.int32)
+    _masked_median(np.ascontiguousarray(diff, dtype=np.float32), np.ascontiguousarray(exclude), med, n)
+    return med, n

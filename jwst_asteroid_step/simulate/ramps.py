@@ -1,0 +1,663 @@
+"""Simulated MIRI imager ramps with movers, stars and cosmic rays, and their truth.
+
+The ramp is built from its group differences, which is how the detector sees it:
+
+1. expected charge per pixel and group difference (DN): sky and stars (constant
+   in time), plus each mover from :func:`~jwst_asteroid_step.mover_model.mover_differences`;
+2. shot noise, drawn in electrons (``poisson(charge * gain) / gain``);
+3. cosmic-ray steps added to the difference of the interval they arrive in;
+4. cumulative sum into reads (read 0 at ``t_int = 0`` holds no charge), read noise
+   of ``read_noise_cds / sqrt(2)`` per read (so a difference has CDS noise
+   ``read_noise_cds``), bias;
+5. saturation: reads at or above ``saturation`` (raw DN, bias included, as the
+   jwst saturation step compares) are clipped and flagged SATURATED from the
+   first such read onwards.
+
+The noise drawn here is the package noise model
+(:mod:`jwst_asteroid_step.ramp.noise`), so the detector's weights match it.
+Work is done in blocks of rows so that a full-frame, 100-group ramp needs little
+more memory than its own float32 cube.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table, vstack
+from scipy.optimize import brentq
+from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import dqflags
+
+from ..mover_model import mover_differences
+from ..psf import psf_for_filter
+from ..ramp.noise import matched_filter_snr
+from ..timebase import difference_intervals
+from .cosmic_rays import draw_cosmic_rays
+from .metadata import (
+    SUBARRAYS,
+    fill_miri_imager_meta,
+    group_time_for,
+    integration_period,
+    reference_pixel_columns,
+)
+from .scene import mover_position, random_stars, render_stars
+
+__all__ = [
+    "simulate_ramp",
+    "snr_to_flux",
+    "mover_patches",
+    "mover_snr",
+    "save_simulation",
+    "TRUTH_COLUMNS",
+]
+
+#: Columns of the truth table, in order.
+TRUTH_COLUMNS = (
+    "id",
+    "integration",
+    "x",
+    "y",
+    "t_ref",
+    "vx",
+    "vy",
+    "speed_px_per_group",
+    "flux",
+    "snr",
+    "n_groups_on_detector",
+    "x_start",
+    "y_start",
+    "x_end",
+    "y_end",
+)
+_TRUTH_UNITS = {
+    "x": "pix", "y": "pix", "t_ref": "s", "vx": "pix / s", "vy": "pix / s",
+    "speed_px_per_group": "pix", "flux": "DN / s",
+    "x_start": "pix", "y_start": "pix", "x_end": "pix", "y_end": "pix",
+}
+
+_DO_NOT_USE = dqflags.group["DO_NOT_USE"]
+_SATURATED = dqflags.group["SATURATED"]
+_REFERENCE_PIXEL = dqflags.pixel["REFERENCE_PIXEL"]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Expected source charge (DN) of a mover over a block of group differences.
+
+    ``data[k - k0, y - y0, x - x0]`` is the charge in pixel ``(y, x)`` during
+    difference ``k`` for ``k0 <= k < k1``; zero outside the patch.
+    """
+
+    k0: int
+    k1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    data: np.ndarray
+
+
+def _sensitive_columns(subarray):
+    nx = SUBARRAYS[subarray]["xsize"]
+    sensitive = np.ones(nx, dtype=bool)
+    sensitive[reference_pixel_columns(subarray)] = False
+    return sensitive
+
+
+def mover_patches(x_ref, y_ref, vx, vy, flux, t_ref, t0, t1, psf, shape, sensitive_columns=None):
+    """Render a mover's expected charge only near its track.
+
+    The group differences are split into blocks over which the mover travels at
+    most about one PSF box width, and each block is rendered in a box of half-size
+    ``psf.radius`` around that stretch of the track, clipped to the array.  A fast
+    mover thus costs a chain of small boxes, never a full frame per group.
+
+    Parameters
+    ----------
+    x_ref, y_ref, vx, vy, flux, t_ref : float
+        Mover position (px) at ``t_ref`` (s), velocity (px/s), count rate (DN/s).
+    t0, t1 : ndarray, shape (K,)
+        Group-difference intervals (s), from
+        :func:`~jwst_asteroid_step.timebase.difference_intervals`.
+    psf : PSFModel
+        The PSF.
+    shape : tuple of int
+        ``(ny, nx)`` of the array.
+    sensitive_columns : ndarray of bool, shape (nx,), optional
+        Columns that collect light; charge on the others (reference pixels) is
+        set to zero.
+
+    Returns
+    -------
+    list of Patch
+        Blocks in increasing time order; they never share a difference.
+    """
+    ny, nx = shape
+    t0 = np.asarray(t0, dtype=float)
+    t1 = np.asarray(t1, dtype=float)
+    n_diff = t0.size
+    r = psf.radius
+    step = np.hypot(vx, vy) * float(np.max(t1 - t0)) if n_diff else 0.0
+    block = n_diff if step <= 0 else max(1, int(max(2 * r, 1) // step))
+    patches = []
+    for k0 in range(0, n_diff, max(block, 1)):
+        k1 = min(k0 + block, n_diff)
+        xa, ya = x_ref + vx * (t0[k0] - t_ref), y_ref + vy * (t0[k0] - t_ref)
+        xb, yb = x_ref + vx * (t1[k1 - 1] - t_ref), y_ref + vy * (t1[k1 - 1] - t_ref)
+        bx0 = max(int(np.floor(min(xa, xb))) - r, 0)
+        bx1 = min(int(np.ceil(max(xa, xb))) + r + 1, nx)
+        by0 = max(int(np.floor(min(ya, yb))) - r, 0)
+        by1 = min(int(np.ceil(max(ya, yb))) + r + 1, ny)
+        if bx0 >= bx1 or by0 >= by1:
+            continue
+        data = mover_differences(
+            x_ref, y_ref, vx, vy, flux, t_ref, t0[k0:k1], t1[k0:k1], psf,
+            np.arange(bx0, bx1, dtype=float), np.arange(by0, by1, dtype=float),
+        )
+        if sensitive_columns is not None:
+            data[:, :, ~sensitive_columns[bx0:bx1]] = 0.0
+        patches.append(Patch(k0, k1, by0, by1, bx0, bx1, data))
+    return patches
+
+
+def _track_cells(patches, static_rate, dt, valid):
+    """Signal and background (DN) of every cell the mover touches.
+
+    Returns flat arrays over the (difference, pixel) cells with signal, in valid
+    differences only; the patches never share a cell, so the cells are distinct.
+    """
+    signal, background = [], []
+    for p in patches:
+        use = valid[p.k0 : p.k1]
+        if not np.any(use):
+            continue
+        s = p.data[use]
+        bkg = static_rate[p.y0 : p.y1, p.x0 : p.x1][None, :, :] * dt[p.k0 : p.k1][use, None, None]
+        on = s > 0
+        signal.append(s[on])
+        background.append(np.broadcast_to(bkg, s.shape)[on])
+    if not signal:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(signal), np.concatenate(background)
+
+
+def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain):
+    """Matched-filter SNR of a rendered mover (DESIGN.md §3).
+
+    Parameters
+    ----------
+    patches : list of Patch
+        From :func:`mover_patches`.
+    static_rate : ndarray, shape (ny, nx)
+        Sky plus stars (DN/s) in each pixel.
+    dt : ndarray, shape (K,)
+        Length (s) of each group difference.
+    valid : ndarray of bool, shape (K,)
+        Differences that count (``False`` for those touching a DO_NOT_USE group).
+    read_noise_cds, gain : float
+        CDS read noise (DN) and gain (e/DN).
+
+    Returns
+    -------
+    float
+        :func:`~jwst_asteroid_step.ramp.noise.matched_filter_snr` over every cell
+        of the track.
+    """
+    signal, background = _track_cells(patches, static_rate, dt, valid)
+    if signal.size == 0:
+        return 0.0
+    return matched_filter_snr(signal, background, read_noise_cds, gain)
+
+
+def _valid_differences(n_groups, flag_edges):
+    """Differences not touching a DO_NOT_USE edge group."""
+    valid = np.ones(max(n_groups - 1, 0), dtype=bool)
+    if flag_edges and valid.size:
+        valid[0] = False
+        valid[-1] = False
+    return valid
+
+
+def _static_rate(shape, background, stars, psf, sensitive):
+    rate = np.broadcast_to(np.asarray(background, dtype=float), shape).copy()
+    if stars:
+        rate += render_stars(stars, shape, psf)
+    rate[:, ~sensitive] = 0.0  # reference pixels collect no light
+    return rate
+
+
+def _on_detector(x, y, shape, sensitive):
+    cols = np.flatnonzero(sensitive)
+    return (x >= cols[0] - 0.5) & (x <= cols[-1] + 0.5) & (y >= -0.5) & (y <= shape[0] - 0.5)
+
+
+def simulate_ramp(
+    *,
+    subarray="FULL",
+    ngroups=50,
+    nints=1,
+    filter="F770W",
+    readpatt="FAST",
+    group_time=None,
+    background=5.0,
+    stars=0,
+    star_flux_range=(1.0, 3000.0),
+    movers=(),
+    read_noise_cds=7.0,
+    gain=4.0,
+    bias=10000.0,
+    saturation=50000.0,
+    cosmic_ray_rate=5.0,
+    cosmic_ray_amplitude_range=(50.0, 5000.0),
+    flag_edges=True,
+    poisson=True,
+    psf=None,
+    start_mjd=60000.5,
+    ra_ref=180.0,
+    dec_ref=0.0,
+    roll_ref=0.0,
+    filename="jw_asteroid_sim_uncal.fits",
+    seed=None,
+    chunk_mbytes=32.0,
+):
+    """Simulate a MIRI imager ramp exposure with movers.
+
+    Parameters
+    ----------
+    subarray : str
+        ``FULL`` (1032 x 1024, x by y), ``BRIGHTSKY`` (512 x 512), ``SUB256``
+        (256 x 256), ``SUB128`` (136 x 128) or ``SUB64`` (72 x 64).
+    ngroups, nints : int
+        Groups per integration and integrations.
+    filter : str
+        Imager filter; sets the PSF (:func:`~jwst_asteroid_step.psf.psf_for_filter`).
+    readpatt : str
+        ``FAST``, ``FASTR1``, ``SLOW`` or ``SLOWR1``.
+    group_time : float, optional
+        Seconds between reads; by default that of the subarray and pattern
+        (2.77504 s for FULL FAST, 0.08512 s for SUB64, 23.88992 s for SLOW).
+    background : float or ndarray, shape (ny, nx)
+        Sky (plus dark) count rate per pixel (DN/s).
+    stars : int or sequence of Star
+        Fixed stars, or how many to draw at random (log-uniform in
+        ``star_flux_range``, DN/s).
+    star_flux_range : tuple of float
+        Flux range for random stars.
+    movers : sequence of Mover
+        The movers; pixel coordinates of this subarray's SCI array.
+    read_noise_cds : float
+        CDS read noise (DN): the standard deviation of a group difference from
+        read noise alone.  0 disables read noise.
+    gain : float
+        Electrons per DN; shot noise is drawn in electrons.
+    bias : float or ndarray, shape (ny, nx)
+        Bias level (DN) added to every read.
+    saturation : float
+        Raw level (DN, bias included) at which a pixel saturates.
+    cosmic_ray_rate : float
+        Cosmic-ray hits per second per cm² (25 µm pixels); 0 disables them.
+    cosmic_ray_amplitude_range : tuple of float
+        Total DN of a hit, drawn log-uniformly.
+    flag_edges : bool
+        Set DO_NOT_USE in GROUPDQ for the first and last group of every
+        integration, as the firstframe and lastframe steps do.
+    poisson : bool
+        Draw shot noise; ``False`` gives the expected charge exactly.
+    psf : PSFModel, optional
+        Overrides the filter's PSF.
+    start_mjd : float
+        UTC MJD of the first read of integration 1.
+    ra_ref, dec_ref, roll_ref : float
+        Pointing of the aperture reference point (deg), for ``meta``.
+    filename : str
+        ``meta.filename``.
+    seed : int or numpy.random.Generator, optional
+        Random seed; the same seed and inputs give the same ramp.
+    chunk_mbytes : float
+        Working-memory target (MB) for one block of rows.
+
+    Returns
+    -------
+    model : stdatamodels.jwst.datamodels.RampModel
+        SCI (nints, ngroups, ny, nx) float32 in DN, GROUPDQ (uint8) with
+        DO_NOT_USE edges and SATURATED, PIXELDQ with REFERENCE_PIXEL, INT_TIMES, and
+        MIRI imager metadata (:func:`~.metadata.fill_miri_imager_meta`).
+    truth : astropy.table.Table
+        One row per mover per integration, columns :data:`TRUTH_COLUMNS`: ``id``
+        (1-based index in ``movers``), ``integration`` (1-based), ``x``, ``y`` at
+        ``t_ref`` (s since that integration's first read), ``vx``, ``vy``,
+        ``speed_px_per_group``, ``flux``, ``snr`` (matched-filter SNR over the
+        valid group differences, noise from sky + stars + the mover),
+        ``n_groups_on_detector`` (reads with the mover's centre on the
+        light-sensitive array), and the track ends ``x_start``, ``y_start`` (first
+        read) and ``x_end``, ``y_end`` (last read).  ``truth.meta`` holds the
+        simulation parameters, ``n_cosmic_rays`` per integration, and two tables:
+        ``truth.meta["stars"]`` and ``truth.meta["cosmic_rays"]`` (one row per hit,
+        with its ``integration``); :func:`save_simulation` writes those to files of
+        their own.
+    """
+    subarray = subarray.upper()
+    readpatt = readpatt.upper()
+    if subarray not in SUBARRAYS:
+        raise ValueError(f"Unknown subarray {subarray!r}; expected one of {sorted(SUBARRAYS)}")
+    if ngroups < 2:
+        raise ValueError(f"A ramp needs at least 2 groups, got ngroups={ngroups}")
+    if nints < 1:
+        raise ValueError(f"nints must be >= 1, got {nints}")
+    if gain <= 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    shape = (SUBARRAYS[subarray]["ysize"], SUBARRAYS[subarray]["xsize"])
+    ny, nx = shape
+    if group_time is None:
+        group_time = group_time_for(subarray, readpatt)
+    period = integration_period(ngroups, group_time, readpatt)
+    if psf is None:
+        psf = psf_for_filter(filter)
+    sensitive = _sensitive_columns(subarray)
+    cols = np.flatnonzero(sensitive)
+
+    if isinstance(stars, (int, np.integer)):
+        stars = random_stars(int(stars), shape, rng, star_flux_range, (cols[0] - 0.5, cols[-1] + 0.5))
+    stars = list(stars)
+    movers = list(movers)
+    for m in movers:
+        if m.integration is not None and m.integration > nints:
+            raise ValueError(f"Mover in integration {m.integration} but nints={nints}")
+    static_rate = _static_rate(shape, background, stars, psf, sensitive)
+    bias_image = np.broadcast_to(np.asarray(bias, dtype=np.float32), shape)
+
+    t0, t1 = difference_intervals(ngroups, group_time)
+    dt = t1 - t0
+    valid = _valid_differences(ngroups, flag_edges)
+    t_reads = np.arange(ngroups) * group_time
+    n_diff = ngroups - 1
+
+    data = np.empty((nints, ngroups, ny, nx), dtype=np.float32)
+    groupdq = np.zeros((nints, ngroups, ny, nx), dtype=np.uint8)
+    sigma_read = read_noise_cds / np.sqrt(2.0)
+    rows_per_chunk = max(1, int(chunk_mbytes * 2**20 // (8 * max(n_diff, 1) * nx)))
+
+    truth_rows = []
+    cr_tables = []
+    for integ in range(1, nints + 1):
+        patches = []
+        for mid, m in enumerate(movers, start=1):
+            if m.integration is not None and m.integration != integ:
+                continue
+            x_ref, y_ref = mover_position(m, m.t_ref, integ, period)
+            mp = mover_patches(x_ref, y_ref, m.vx, m.vy, m.flux, m.t_ref, t0, t1, psf, shape, sensitive)
+            patches.extend(mp)
+            xr, yr = mover_position(m, t_reads, integ, period)
+            truth_rows.append(
+                {
+                    "id": mid,
+                    "integration": integ,
+                    "x": float(x_ref),
+                    "y": float(y_ref),
+                    "t_ref": float(m.t_ref),
+                    "vx": float(m.vx),
+                    "vy": float(m.vy),
+                    "speed_px_per_group": float(np.hypot(m.vx, m.vy) * group_time),
+                    "flux": float(m.flux),
+                    "snr": mover_snr(mp, static_rate, dt, valid, read_noise_cds, gain),
+                    "n_groups_on_detector": int(np.count_nonzero(_on_detector(xr, yr, shape, sensitive))),
+                    "x_start": float(xr[0]),
+                    "y_start": float(yr[0]),
+                    "x_end": float(xr[-1]),
+                    "y_end": float(yr[-1]),
+                }
+            )
+
+        events, deposits = draw_cosmic_rays(
+            rng, shape, ngroups, group_time, cosmic_ray_rate, cosmic_ray_amplitude_range, sensitive
+        )
+        events["integration"] = np.full(len(events), integ, dtype=int)
+        cr_tables.append(events)
+        order = np.argsort(deposits["y"], kind="stable")
+        dep = {key: val[order] for key, val in deposits.items()}
+
+        for r0 in range(0, ny, rows_per_chunk):
+            r1 = min(r0 + rows_per_chunk, ny)
+            charge = np.empty((n_diff, r1 - r0, nx), dtype=float)
+            charge[:] = static_rate[None, r0:r1, :] * dt[:, None, None]
+            for p in patches:
+                ya, yb = max(p.y0, r0), min(p.y1, r1)
+                if ya < yb:
+                    charge[p.k0 : p.k1, ya - r0 : yb - r0, p.x0 : p.x1] += p.data[:, ya - p.y0 : yb - p.y0, :]
+            if poisson:
+                charge *= gain
+                charge[:] = rng.poisson(charge)
+                charge /= gain
+            i0, i1 = np.searchsorted(dep["y"], [r0, r1])
+            if i1 > i0:
+                np.add.at(charge, (dep["k"][i0:i1], dep["y"][i0:i1] - r0, dep["x"][i0:i1]), dep["dn"][i0:i1])
+
+            reads = data[integ - 1, :, r0:r1, :]
+            reads[0] = 0.0
+            np.cumsum(charge, axis=0, out=charge)  # in float64, then one cast
+            reads[1:] = charge
+            del charge
+            reads += bias_image[None, r0:r1, :]
+            if sigma_read > 0:
+                reads += sigma_read * rng.standard_normal(reads.shape, dtype=np.float32)
+            saturated = reads >= saturation
+            if saturated.any():
+                np.logical_or.accumulate(saturated, axis=0, out=saturated)
+                reads[saturated] = saturation
+                groupdq[integ - 1, :, r0:r1, :][saturated] |= _SATURATED
+
+    if flag_edges:
+        groupdq[:, 0] |= _DO_NOT_USE
+        groupdq[:, -1] |= _DO_NOT_USE
+    pixeldq = np.zeros(shape, dtype=np.uint32)
+    pixeldq[:, ~sensitive] |= _REFERENCE_PIXEL
+
+    model = datamodels.RampModel(data=data, groupdq=groupdq, pixeldq=pixeldq)
+    fill_miri_imager_meta(
+        model,
+        filter=filter,
+        subarray=subarray,
+        readpatt=readpatt,
+        ngroups=ngroups,
+        nints=nints,
+        group_time=group_time,
+        start_mjd=start_mjd,
+        ra_ref=ra_ref,
+        dec_ref=dec_ref,
+        roll_ref=roll_ref,
+        filename=filename,
+    )
+
+    truth = _truth_table(truth_rows)
+    cosmic_rays = vstack(cr_tables, metadata_conflicts="silent")
+    star_table = Table(
+        {
+            "x": [s.x for s in stars],
+            "y": [s.y for s in stars],
+            "flux": [s.flux for s in stars],
+        },
+        dtype=(float, float, float),
+        units={"x": "pix", "y": "pix", "flux": "DN / s"},
+    )
+    truth.meta.update(
+        {
+            "subarray": subarray,
+            "filter": filter.upper(),
+            "readpatt": readpatt,
+            "ngroups": int(ngroups),
+            "nints": int(nints),
+            "group_time": float(group_time),
+            "integration_period": float(period),
+            "start_mjd": float(start_mjd),
+            "background_mean": float(np.mean(background)),
+            "read_noise_cds": float(read_noise_cds),
+            "gain": float(gain),
+            "bias_mean": float(np.mean(bias)),
+            "saturation": float(saturation),
+            "cosmic_ray_rate": float(cosmic_ray_rate),
+            "n_cosmic_rays": [int(len(t)) for t in cr_tables],
+            "flag_edges": bool(flag_edges),
+            "poisson": bool(poisson),
+            "psf_fwhm": float(psf.fwhm),
+            "psf_wing_fraction": float(psf.wing_fraction),
+            "psf_wing_scale": float(psf.wing_scale),
+            "seed": seed if isinstance(seed, (int, np.integer)) else None,
+            "stars": star_table,
+            "cosmic_rays": cosmic_rays,
+        }
+    )
+    return model, truth
+
+
+def _truth_table(rows):
+    dtypes = {"id": int, "integration": int, "n_groups_on_detector": int}
+    table = Table(
+        {name: np.array([r[name] for r in rows], dtype=dtypes.get(name, float)) for name in TRUTH_COLUMNS}
+    )
+    for name, unit in _TRUTH_UNITS.items():
+        table[name].unit = unit
+    return table
+
+
+def snr_to_flux(
+    target_snr,
+    vx,
+    vy,
+    *,
+    x=None,
+    y=None,
+    t_ref=None,
+    ngroups=50,
+    subarray="FULL",
+    readpatt="FAST",
+    group_time=None,
+    filter="F770W",
+    psf=None,
+    background=5.0,
+    stars=(),
+    read_noise_cds=7.0,
+    gain=4.0,
+    flag_edges=True,
+):
+    """Flux (DN/s) that gives a mover a requested matched-filter SNR.
+
+    Uses the same rendering and SNR as the truth table of :func:`simulate_ramp`,
+    so ``simulate_ramp(movers=[Mover(x, y, vx, vy, snr_to_flux(S, vx, vy, x=x,
+    y=y, ...))], ...)`` reports ``snr == S`` for a mover in one integration (for a
+    mover in every integration, in the first).  SNR grows monotonically with
+    flux, so the flux is found by bracketing and Brent's method.
+
+    Parameters
+    ----------
+    target_snr : float
+        Requested matched-filter SNR (> 0).
+    vx, vy : float
+        Velocity (px/s).
+    x, y : float, optional
+        Position (px) at ``t_ref``; by default the centre of the light-sensitive
+        array.
+    t_ref : float, optional
+        Reference time (s); by default the middle of the integration.
+    ngroups : int
+        Groups per integration.
+    subarray, readpatt, group_time, filter, psf :
+        As for :func:`simulate_ramp`.
+    background : float or ndarray
+        Sky count rate per pixel (DN/s).
+    stars : sequence of Star
+        Stars adding to the background.
+    read_noise_cds, gain : float
+        Noise parameters, as for :func:`simulate_ramp`.
+    flag_edges : bool
+        Whether the first and last groups are DO_NOT_USE (their differences do
+        not count).
+
+    Returns
+    -------
+    float
+        Flux in DN/s.
+
+    Raises
+    ------
+    ValueError
+        If the target is not positive, or the track has no valid cell (off the
+        array, or too few groups).
+    """
+    if not target_snr > 0:
+        raise ValueError(f"target_snr must be positive, got {target_snr!r}")
+    subarray = subarray.upper()
+    shape = (SUBARRAYS[subarray]["ysize"], SUBARRAYS[subarray]["xsize"])
+    sensitive = _sensitive_columns(subarray)
+    cols = np.flatnonzero(sensitive)
+    if group_time is None:
+        group_time = group_time_for(subarray, readpatt)
+    if psf is None:
+        psf = psf_for_filter(filter)
+    x = 0.5 * (cols[0] + cols[-1]) if x is None else x
+    y = 0.5 * (shape[0] - 1) if y is None else y
+    t_ref = 0.5 * (ngroups - 1) * group_time if t_ref is None else t_ref
+
+    t0, t1 = difference_intervals(ngroups, group_time)
+    patches = mover_patches(x, y, vx, vy, 1.0, t_ref, t0, t1, psf, shape, sensitive)
+    static_rate = _static_rate(shape, background, list(stars), psf, sensitive)
+    unit, bkg = _track_cells(patches, static_rate, t1 - t0, _valid_differences(ngroups, flag_edges))
+    if unit.size == 0:
+        raise ValueError("The mover's track has no valid group difference on the array")
+
+    def excess(log_flux):
+        return matched_filter_snr(np.exp(log_flux) * unit, bkg, read_noise_cds, gain) - target_snr
+
+    # Bracket in log flux: SNR -> 0 as flux -> 0 and grows without bound.
+    lo, hi = np.log(1e-6), np.log(1.0)
+    while excess(lo) > 0:
+        lo -= 5.0
+        if lo < np.log(1e-30):
+            raise ValueError("Could not bracket the flux: SNR does not fall with flux")
+    while excess(hi) < 0:
+        hi += 3.0
+        if hi > np.log(1e30):
+            raise ValueError("Could not bracket the flux: SNR stays below the target")
+    return float(np.exp(brentq(excess, lo, hi, xtol=1e-12, rtol=1e-12)))
+
+
+def save_simulation(model, truth, output_root, suffix="uncal", overwrite=True):
+    """Write a simulated exposure and its truth.
+
+    Writes ``<root>_<suffix>.fits`` (the ramp), ``<root>_truth.ecsv`` (the mover
+    truth, with the scalar simulation parameters in its metadata), and, when
+    present in ``truth.meta``, ``<root>_stars.ecsv`` and ``<root>_cosmic_rays.ecsv``.
+
+    Parameters
+    ----------
+    model : RampModel
+        The ramp from :func:`simulate_ramp`.
+    truth : astropy.table.Table
+        Its truth table.
+    output_root : str or path-like
+        Path prefix of the files.
+    suffix : str
+        Suffix of the ramp file.
+    overwrite : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict of str to Path
+        Paths written, keyed ``"ramp"``, ``"truth"``, ``"stars"``, ``"cosmic_rays"``.
+    """
+    root = Path(output_root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"ramp": root.with_name(f"{root.name}_{suffix}.fits")}
+    model.save(paths["ramp"], overwrite=overwrite)
+
+    out = truth.copy(copy_data=False)
+    out.meta = {k: v for k, v in truth.meta.items() if not isinstance(v, Table)}
+    paths["truth"] = root.with_name(f"{root.name}_truth.ecsv")
+    out.write(paths["truth"], format="ascii.ecsv", overwrite=overwrite)
+    for key in ("stars", "cosmic_rays"):
+        table = truth.meta.get(key)
+        if isinstance(table, Table):
+            paths[key] = root.with_name(f"{root.name}_{key}.ecsv")
+            table.write(paths[key], format="ascii.ecsv", overwrite=overwrite)
+    return paths

@@ -1,0 +1,238 @@
+"""``asteroid_detect``: find asteroids in a jump-flagged MIRI imager ramp."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from jwst.lib import reffile_utils
+from jwst.stpipe import Step
+from stdatamodels.jwst import datamodels
+
+from . import __version__
+from .config import DetectionConfig
+from .crds_pars import shipped_config
+from .datamodels import AsteroidCatalogModel, empty_catalog
+from .detect import detections_to_catalog, find_movers
+from .psf import psf_for_filter
+from .ramp.segments import check_fitopt
+
+__all__ = ["AsteroidDetectStep"]
+
+log = logging.getLogger(__name__)
+
+
+class SkipExposure(Exception):
+    """The exposure cannot be searched; the message says why."""
+
+
+class AsteroidDetectStep(Step):
+    """Find moving objects in a jump-flagged MIRI imager ramp.
+
+    Input is a RampModel after jump (``<root>_jump.fits``), optionally with the
+    ramp_fit segments (``<root>_fitopt.fits``).  Output is an
+    :class:`~jwst_asteroid_step.datamodels.AsteroidCatalogModel` saved as
+    ``<root>_asteroids.asdf``.
+    """
+
+    class_alias = "asteroid_detect"
+
+    spec = """
+        fitopt = string(default=None)  # ramp_fit segments file (<root>_fitopt.fits); optional
+        snr_threshold = float(default=7.0, min=0)  # Minimum matched-filter SNR of a reported detection
+        min_groups = integer(default=3, min=3)  # Minimum distinct group differences with JUMP_DET cells on a track
+        link_px = float(default=1.5, min=0)  # Distance (px) within which JUMP_DET cells join one event
+        link_groups = integer(default=2, min=1)  # Gap (group differences) within which JUMP_DET cells join one event
+        shower_min_pixels = integer(default=30, min=1)  # One-instant events touching this many pixels are showers
+        min_motion_sigma = float(default=5.0, min=0)  # Minimum significance of the fitted speed
+        min_consistency = float(default=0.4)  # Minimum median per-difference flux relative to the fit
+        max_chi2_dof = float(default=3.0, min=0)  # Largest reduced chi-square of an accepted fit
+        max_candidates = integer(default=500, min=1)  # Candidate tracks fitted per integration at most
+        psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
+        min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
+        suffix = string(default='asteroids')  # Output file suffix
+        output_ext = string(default='.asdf')  # Output file type
+    """  # noqa: E501
+
+    reference_file_types = ["gain", "readnoise"]
+
+    # ---- parameters: CRDS first, then the files shipped in crds_params/ ----
+
+    @classmethod
+    def _get_config_from_parameters(cls, crds_parameters, crds_observatory):
+        config = super()._get_config_from_parameters(crds_parameters, crds_observatory)
+        return config if len(config) else shipped_config(crds_parameters)
+
+    @classmethod
+    def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):
+        """Parameters from CRDS, or from the shipped file when CRDS has none."""
+        config = super().get_config_from_reference(dataset, disable, crds_observatory)
+        if len(config):
+            return config
+        try:
+            crds_parameters = dataset if isinstance(dataset, dict) else cls._get_crds_parameters(dataset)[0]
+        except (OSError, TypeError, ValueError):
+            return config
+        return shipped_config(crds_parameters)
+
+    # ---- processing ----
+
+    def process(self, step_input, fitopt=None):
+        """Search a ramp for movers.
+
+        Parameters
+        ----------
+        step_input : str or RampModel
+            Jump-flagged ramp.
+        fitopt : str or RampFitOutputModel, optional
+            The ramp_fit segments; overrides the ``fitopt`` parameter.
+
+        Returns
+        -------
+        AsteroidCatalogModel
+        """
+        fitopt = fitopt if fitopt is not None else self.fitopt
+        with _open_model(step_input) as model:
+            catalog = AsteroidCatalogModel()
+            catalog.update(model)
+            catalog.meta.filename = _output_name(model.meta.filename)
+            catalog.catalog = empty_catalog(0)
+            try:
+                detections, counts, psf, fitopt_name = self._search(model, fitopt)
+            except SkipExposure as reason:
+                log.warning("asteroid_detect skipped: %s", reason)
+                return self._finish(catalog, model, None, {}, status="SKIPPED", notes=str(reason))
+            catalog.catalog = detections
+            log.info(
+                "Found %d asteroid candidate(s); events: %d cosmic rays, %d showers, "
+                "%d mover candidates, %d noisy pixels (%d JUMP_DET cells)",
+                len(detections), counts["n_cosmic_rays"], counts["n_showers"],
+                counts["n_mover_candidates"], counts["n_pixel_noise"], counts["n_jump_cells"],
+            )
+            return self._finish(catalog, model, psf, counts, status="COMPLETE", fitopt_name=fitopt_name)
+
+    def _search(self, model, fitopt):
+        _check_searchable(model, self.min_ngroups)
+        group_time = float(model.meta.exposure.group_time)
+        try:
+            psf = psf_for_filter(model.meta.instrument.filter, self.psf_fwhm)
+        except ValueError as err:
+            raise SkipExposure(str(err)) from err
+        fitopt_name = "N/A"
+        if fitopt is not None:
+            with _open_model(fitopt, datamodels.RampFitOutputModel) as segments:
+                check_fitopt(model, segments)
+                fitopt_name = segments.meta.filename or str(fitopt)
+        gain, read_noise = self._noise_arrays(model)
+        config = DetectionConfig.from_mapping(self.get_pars())
+        table, counts = find_movers(
+            model.data, model.groupdq, model.pixeldq, group_time, psf, read_noise, gain, config
+        )
+        detections = detections_to_catalog(
+            table,
+            exposure_start_mjd=model.meta.exposure.start_time,
+            integration_period=_integration_period(model, group_time),
+            int_times=getattr(model, "int_times", None),
+        )
+        return detections, counts, psf, fitopt_name
+
+    def _noise_arrays(self, model):
+        arrays = []
+        for reftype, cls in (("gain", datamodels.GainModel), ("readnoise", datamodels.ReadnoiseModel)):
+            name = self.get_reference_file(model, reftype)
+            log.info("Using %s reference file: %s", reftype.upper(), name)
+            with cls(name) as ref:
+                if not reffile_utils.ref_matches_sci(model, ref):
+                    ref = reffile_utils.get_subarray_model(model, ref)
+                arrays.append(np.array(ref.data, dtype=np.float32))
+        return arrays
+
+    def _finish(self, catalog, model, psf, counts, status, fitopt_name="N/A", notes=""):
+        meta = catalog.meta
+        meta.cal_step.asteroid_detect = status
+        pars = {k: v for k, v in self.get_pars().items() if not k.endswith("hooks")}
+        meta.asteroid_detect.input_file = model.meta.filename or "N/A"
+        meta.asteroid_detect.fitopt_file = str(fitopt_name)
+        meta.asteroid_detect.parameters = json.dumps(pars, default=str, sort_keys=True)
+        meta.asteroid_detect.software = _software_versions()
+        meta.asteroid_detect.counts = {"n_detections": len(catalog.catalog), **counts}
+        meta.asteroid_detect.wcs_source = "none"
+        if psf is not None:
+            meta.asteroid_detect.psf_fwhm = float(psf.fwhm)
+        meta.asteroid_detect.notes = notes
+        return catalog
+
+
+def _software_versions():
+    import jwst
+    import stcal
+    import stpipe
+
+    return {
+        "jwst_asteroid_step": __version__, "jwst": jwst.__version__, "stcal": stcal.__version__,
+        "stpipe": stpipe.__version__, "numpy": np.__version__,
+    }
+
+
+def _output_name(filename):
+    root = Path(filename or "asteroid_detect").stem
+    for suffix in ("_jump", "_ramp", "_uncal", "_asteroids"):
+        if root.endswith(suffix):
+            root = root[: -len(suffix)]
+            break
+    return f"{root}_asteroids.asdf"
+
+
+def _integration_period(model, group_time):
+    period = model.meta.exposure.integration_time
+    if period:
+        return float(period)
+    return group_time * model.data.shape[1]
+
+
+class _open_model:
+    """Open a path as a datamodel, or use a model as given (never modified)."""
+
+    def __init__(self, init, cls=None):
+        self.init, self.cls = init, cls
+        self.owned = not isinstance(init, datamodels.JwstDataModel)
+
+    def __enter__(self):
+        if not self.owned:
+            self.model = self.init
+        elif self.cls is not None:
+            self.model = self.cls(self.init)
+        else:
+            self.model = datamodels.open(self.init)
+        return self.model
+
+    def __exit__(self, *exc):
+        if self.owned:
+            self.model.close()
+        return False
+
+
+def _check_searchable(model, min_ngroups):
+    """Raise SkipExposure with the reason when the ramp cannot be searched."""
+    if not isinstance(model, datamodels.RampModel):
+        raise SkipExposure(
+            f"input is a {type(model).__name__}, not a ramp: asteroid_detect needs the "
+            "jump step's RampModel (<root>_jump.fits)"
+        )
+    inst = model.meta.instrument.name
+    exp_type = model.meta.exposure.type
+    if inst != "MIRI" or exp_type != "MIR_IMAGE":
+        raise SkipExposure(
+            f"exposure is {inst} {exp_type}; asteroid_detect searches MIRI imaging (MIR_IMAGE) only"
+        )
+    if model.meta.cal_step.jump != "COMPLETE":
+        raise SkipExposure(
+            "the jump step has not been run on this ramp (meta.cal_step.jump is "
+            f"{model.meta.cal_step.jump!r}); run calwebb_detector1 through jump first"
+        )
+    ngroups = model.data.shape[1]
+    if ngroups < min_ngroups:
+        raise SkipExposure(f"only {ngroups} groups per integration; at least {min_ngroups} are needed")
+    group_time = model.meta.exposure.group_time
+    if group_time is None or not np.isfinite(group_time) or group_time <= 0:
+        raise SkipExposure(f"meta.exposure.group_time is {group_time!r}; it must be a positive number of seconds")
