@@ -8,6 +8,7 @@ exposure > the spec defaults.
 
 import importlib.resources
 import logging
+from pathlib import Path
 
 import asdf
 from stpipe import config_parser
@@ -22,10 +23,11 @@ SHIPPED_PARS_PACKAGE = "jwst_asteroid_step.crds_params"
 def _selectors(path):
     with asdf.open(path, lazy_load=False, memmap=False) as af:
         meta = af.tree.get("meta", {})
+        step_class = af.tree.get("class", "")
     exp_types = str(meta.get("exposure", {}).get("p_exptype", meta.get("exposure", {}).get("type", "")))
     instrument = meta.get("instrument", {})
     return {
-        "class": af.tree.get("class", ""),
+        "class": step_class,
         "instrument": str(instrument.get("name", "")).upper(),
         "exp_types": {e.strip().upper() for e in exp_types.split("|") if e.strip()},
         "filter": str(instrument.get("filter", "ANY")).upper(),
@@ -41,7 +43,7 @@ def _value(crds_parameters, *keys):
     return ""
 
 
-def find_shipped_pars(crds_parameters, step_class="AsteroidDetectStep"):
+def find_shipped_pars(crds_parameters, step_class="AsteroidDetectStep", directory=None):
     """Pick the shipped parameter file that best matches an exposure.
 
     A file matches when its instrument and one of its exposure types match; among
@@ -55,17 +57,19 @@ def find_shipped_pars(crds_parameters, step_class="AsteroidDetectStep"):
         (keys such as ``meta.instrument.name``, ``meta.exposure.type``).
     step_class : str
         Step class name the file must be for.
+    directory : path-like, optional
+        Folder to search instead of the installed ``crds_params``.
 
     Returns
     -------
-    pathlib.Path or None
+    pathlib.Path or importlib.resources.abc.Traversable or None
     """
     instrument = _value(crds_parameters, "meta.instrument.name")
     exp_type = _value(crds_parameters, "meta.exposure.type")
     filt = _value(crds_parameters, "meta.instrument.filter")
     readpatt = _value(crds_parameters, "meta.exposure.readpatt")
     best, best_score = None, -1
-    root = importlib.resources.files(SHIPPED_PARS_PACKAGE)
+    root = Path(directory) if directory is not None else importlib.resources.files(SHIPPED_PARS_PACKAGE)
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".asdf"):
             continue

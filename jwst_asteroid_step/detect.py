@@ -28,12 +28,13 @@ __all__ = ["DETECTION_COLUMNS", "detections_to_catalog", "find_movers", "find_mo
 
 log = logging.getLogger(__name__)
 
-#: Columns of the detection table returned by :func:`find_movers`.
-DETECTION_COLUMNS = (
-    "integration", "x", "y", "x_err", "y_err", "t_int", "vx", "vy", "vx_err", "vy_err",
-    "flux", "flux_err", "snr", "n_groups", "n_pixels", "n_jumps", "chi2_dof",
-    "trail_in_group", "method",
-)
+#: Columns and dtypes of the detection table returned by :func:`find_movers`.
+DETECTION_COLUMNS = {
+    "integration": "i4", "x": "f8", "y": "f8", "x_err": "f8", "y_err": "f8", "t_int": "f8",
+    "vx": "f8", "vy": "f8", "vx_err": "f8", "vy_err": "f8", "flux": "f8", "flux_err": "f8",
+    "snr": "f8", "n_groups": "i4", "n_pixels": "i4", "n_jumps": "i4", "chi2_dof": "f8",
+    "trail_in_group": "?", "method": "U16",
+}
 
 
 def _count_key(kind):
@@ -81,11 +82,7 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
         rows.extend(det)
         for key, value in c.items():
             counts[key] += value
-    table = Table(rows=[[r[c] for c in DETECTION_COLUMNS] for r in rows] or None,
-                  names=DETECTION_COLUMNS if rows else None)
-    if not rows:
-        table = Table({c: np.zeros(0, dtype=bool if c == "trail_in_group" else "U16" if c == "method" else float)
-                       for c in DETECTION_COLUMNS})
+    table = Table({c: np.array([r[c] for r in rows], dtype=dt) for c, dt in DETECTION_COLUMNS.items()})
     return table, counts
 
 

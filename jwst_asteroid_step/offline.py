@@ -216,7 +216,10 @@ def run_jump_and_ramp_fit(ramp, refs, output_dir=None, save=False, **jump_pars):
 
     out = {} if output_dir is None else {"output_dir": str(output_dir)}
     refpars = refs.overrides("gain", "readnoise")
-    jump_model = JumpStep.call(ramp, save_results=save, **out, **refpars, **jump_pars)
-    ramp_fit = RampFitSegmentsStep(save_opt=save, save_results=save, **out, **refpars)
+    jump_model = JumpStep.call(ramp, save_results=save, suffix="jump", **out, **refpars, **jump_pars)
+    ramp_fit = RampFitSegmentsStep(save_opt=save, **out, **refpars)
     rate, rateints = ramp_fit.run(jump_model)
+    if save:
+        ramp_fit.save_model(rate, "rate", force=True)
+        ramp_fit.save_model(rateints, "rateints", force=True)
     return jump_model, rate, rateints, ramp_fit.fitopt

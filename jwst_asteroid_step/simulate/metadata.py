@@ -84,14 +84,18 @@ _SECONDS_PER_DAY = 86400.0
 def _subarray(name):
     key = name.upper()
     if key not in SUBARRAYS:
-        raise ValueError(f"Unknown MIRI imager subarray {name!r}; expected one of {sorted(SUBARRAYS)}")
+        raise ValueError(
+            f"Unknown MIRI imager subarray {name!r}; expected one of {sorted(SUBARRAYS)}"
+        )
     return SUBARRAYS[key]
 
 
 def _readpatt(name):
     key = name.upper()
     if key not in READOUT_PATTERNS:
-        raise ValueError(f"Unknown readout pattern {name!r}; expected one of {sorted(READOUT_PATTERNS)}")
+        raise ValueError(
+            f"Unknown readout pattern {name!r}; expected one of {sorted(READOUT_PATTERNS)}"
+        )
     return READOUT_PATTERNS[key]
 
 
@@ -205,9 +209,9 @@ def v1_pointing(ra_ref, dec_ref, roll_ref, v2_ref, v3_ref):
     ra_n, dec_n = _lonlat(attitude @ _unit(0.0, 1e-3))
     d_ra = np.radians(ra_n - ra_v1)
     d1, d2 = np.radians(dec_v1), np.radians(dec_n)
-    pa_v3 = np.degrees(
-        np.arctan2(np.sin(d_ra) * np.cos(d2), np.cos(d1) * np.sin(d2) - np.sin(d1) * np.cos(d2) * np.cos(d_ra))
-    ) % 360.0
+    east = np.sin(d_ra) * np.cos(d2)
+    north = np.cos(d1) * np.sin(d2) - np.sin(d1) * np.cos(d2) * np.cos(d_ra)
+    pa_v3 = np.degrees(np.arctan2(east, north)) % 360.0
     return float(ra_v1), float(dec_v1), float(pa_v3)
 
 

@@ -358,7 +358,8 @@ def simulate_ramp(
     cols = np.flatnonzero(sensitive)
 
     if isinstance(stars, (int, np.integer)):
-        stars = random_stars(int(stars), shape, rng, star_flux_range, (cols[0] - 0.5, cols[-1] + 0.5))
+        x_range = (cols[0] - 0.5, cols[-1] + 0.5)
+        stars = random_stars(int(stars), shape, rng, star_flux_range, x_range)
     stars = list(stars)
     movers = list(movers)
     for m in movers:
@@ -386,9 +387,12 @@ def simulate_ramp(
             if m.integration is not None and m.integration != integ:
                 continue
             x_ref, y_ref = mover_position(m, m.t_ref, integ, period)
-            mp = mover_patches(x_ref, y_ref, m.vx, m.vy, m.flux, m.t_ref, t0, t1, psf, shape, sensitive)
+            mp = mover_patches(
+                x_ref, y_ref, m.vx, m.vy, m.flux, m.t_ref, t0, t1, psf, shape, sensitive
+            )
             patches.extend(mp)
             xr, yr = mover_position(m, t_reads, integ, period)
+            on_array = _on_detector(xr, yr, shape, sensitive)
             truth_rows.append(
                 {
                     "id": mid,
@@ -401,7 +405,7 @@ def simulate_ramp(
                     "speed_px_per_group": float(np.hypot(m.vx, m.vy) * group_time),
                     "flux": float(m.flux),
                     "snr": mover_snr(mp, static_rate, dt, valid, read_noise_cds, gain),
-                    "n_groups_on_detector": int(np.count_nonzero(_on_detector(xr, yr, shape, sensitive))),
+                    "n_groups_on_detector": int(np.count_nonzero(on_array)),
                     "x_start": float(xr[0]),
                     "y_start": float(yr[0]),
                     "x_end": float(xr[-1]),
@@ -424,14 +428,17 @@ def simulate_ramp(
             for p in patches:
                 ya, yb = max(p.y0, r0), min(p.y1, r1)
                 if ya < yb:
-                    charge[p.k0 : p.k1, ya - r0 : yb - r0, p.x0 : p.x1] += p.data[:, ya - p.y0 : yb - p.y0, :]
+                    charge[p.k0 : p.k1, ya - r0 : yb - r0, p.x0 : p.x1] += p.data[
+                        :, ya - p.y0 : yb - p.y0, :
+                    ]
             if poisson:
                 charge *= gain
                 charge[:] = rng.poisson(charge)
                 charge /= gain
             i0, i1 = np.searchsorted(dep["y"], [r0, r1])
             if i1 > i0:
-                np.add.at(charge, (dep["k"][i0:i1], dep["y"][i0:i1] - r0, dep["x"][i0:i1]), dep["dn"][i0:i1])
+                where = (dep["k"][i0:i1], dep["y"][i0:i1] - r0, dep["x"][i0:i1])
+                np.add.at(charge, where, dep["dn"][i0:i1])
 
             reads = data[integ - 1, :, r0:r1, :]
             reads[0] = 0.0
@@ -513,7 +520,10 @@ def simulate_ramp(
 def _truth_table(rows):
     dtypes = {"id": int, "integration": int, "n_groups_on_detector": int}
     table = Table(
-        {name: np.array([r[name] for r in rows], dtype=dtypes.get(name, float)) for name in TRUTH_COLUMNS}
+        {
+            name: np.array([r[name] for r in rows], dtype=dtypes.get(name, float))
+            for name in TRUTH_COLUMNS
+        }
     )
     for name, unit in _TRUTH_UNITS.items():
         table[name].unit = unit
@@ -621,12 +631,45 @@ def snr_to_flux(
     return float(np.exp(brentq(excess, lo, hi, xtol=1e-12, rtol=1e-12)))
 
 
+def save_truth(truth, output_root, overwrite=True):
+    """Write a truth table and the tables in its metadata.
+
+    Writes ``<root>_truth.ecsv`` (the mover truth, with the scalar simulation
+    parameters in its metadata) and, when present in ``truth.meta``,
+    ``<root>_stars.ecsv`` and ``<root>_cosmic_rays.ecsv``.
+
+    Parameters
+    ----------
+    truth : astropy.table.Table
+        Truth table from :func:`simulate_ramp`.
+    output_root : str or path-like
+        Path prefix of the files.
+    overwrite : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict of str to Path
+        Paths written, keyed ``"truth"``, ``"stars"``, ``"cosmic_rays"``.
+    """
+    root = Path(output_root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    out = truth.copy(copy_data=False)
+    out.meta = {k: v for k, v in truth.meta.items() if not isinstance(v, Table)}
+    paths = {"truth": root.with_name(f"{root.name}_truth.ecsv")}
+    out.write(paths["truth"], format="ascii.ecsv", overwrite=overwrite)
+    for key in ("stars", "cosmic_rays"):
+        table = truth.meta.get(key)
+        if isinstance(table, Table):
+            paths[key] = root.with_name(f"{root.name}_{key}.ecsv")
+            table.write(paths[key], format="ascii.ecsv", overwrite=overwrite)
+    return paths
+
+
 def save_simulation(model, truth, output_root, suffix="uncal", overwrite=True):
     """Write a simulated exposure and its truth.
 
-    Writes ``<root>_<suffix>.fits`` (the ramp), ``<root>_truth.ecsv`` (the mover
-    truth, with the scalar simulation parameters in its metadata), and, when
-    present in ``truth.meta``, ``<root>_stars.ecsv`` and ``<root>_cosmic_rays.ecsv``.
+    Writes ``<root>_<suffix>.fits`` (the ramp) and the files of :func:`save_truth`.
 
     Parameters
     ----------
@@ -644,20 +687,11 @@ def save_simulation(model, truth, output_root, suffix="uncal", overwrite=True):
     Returns
     -------
     dict of str to Path
-        Paths written, keyed ``"ramp"``, ``"truth"``, ``"stars"``, ``"cosmic_rays"``.
+        Paths written, keyed ``"ramp"`` and as :func:`save_truth`.
     """
     root = Path(output_root)
     root.parent.mkdir(parents=True, exist_ok=True)
     paths = {"ramp": root.with_name(f"{root.name}_{suffix}.fits")}
     model.save(paths["ramp"], overwrite=overwrite)
-
-    out = truth.copy(copy_data=False)
-    out.meta = {k: v for k, v in truth.meta.items() if not isinstance(v, Table)}
-    paths["truth"] = root.with_name(f"{root.name}_truth.ecsv")
-    out.write(paths["truth"], format="ascii.ecsv", overwrite=overwrite)
-    for key in ("stars", "cosmic_rays"):
-        table = truth.meta.get(key)
-        if isinstance(table, Table):
-            paths[key] = root.with_name(f"{root.name}_{key}.ecsv")
-            table.write(paths[key], format="ascii.ecsv", overwrite=overwrite)
+    paths.update(save_truth(truth, root, overwrite=overwrite))
     return paths
