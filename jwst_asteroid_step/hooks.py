@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class AsteroidDetectHook(AsteroidDetectStep):
-    """``asteroid_detect`` as a ramp_fit pre-hook: saves the catalog, returns None."""
+    """``asteroid_detect`` as a ramp_fit pre-hook: saves the catalog, returns None.
 
-    class_alias = "asteroid_detect_hook"
+    It keeps the ``asteroid_detect`` alias, so the catalog records
+    ``meta.cal_step.asteroid_detect`` as the step does; only the step is
+    registered with stpipe.
+    """
 
     def process(self, step_input):
         """Search the ramp, save the catalog beside the pipeline's products.

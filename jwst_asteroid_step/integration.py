@@ -17,7 +17,6 @@ def get_steps():
     """
     return [
         ("jwst_asteroid_step.step.AsteroidDetectStep", "asteroid_detect", False),
-        ("jwst_asteroid_step.hooks.AsteroidDetectHook", "asteroid_detect_hook", False),
         ("jwst_asteroid_step.pipeline.AsteroidDetector1Pipeline", "calwebb_detector1_asteroid", True),
     ]
 

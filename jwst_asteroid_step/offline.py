@@ -20,6 +20,7 @@ __all__ = [
     "configure_offline_crds",
     "detector1_offline_steps",
     "run_jump_and_ramp_fit",
+    "write_detector1_pars",
 ]
 
 _SERVER_CONFIG = (
@@ -167,7 +168,8 @@ def detector1_offline_steps(refs):
     Steps whose reference files cannot be built meaningfully here (EMI, IPC, reset,
     linearity, RSCD, dark, reference pixels) are skipped; simulated ramps carry none
     of those effects.  dq_init, saturation, firstframe, lastframe, jump, ramp_fit and
-    gain_scale run for real.
+    gain_scale run for real; firstframe is switched on because it flags the first
+    group, which the skipped RSCD step would otherwise do.
 
     Parameters
     ----------
@@ -182,12 +184,64 @@ def detector1_offline_steps(refs):
     """
     skipped = ["emicorr", "ipc", "reset", "linearity", "rscd", "dark_current", "refpix"]
     steps = {name: {"skip": True} for name in skipped}
+    steps["firstframe"] = {"skip": False}
     steps["dq_init"] = refs.overrides("mask")
     steps["saturation"] = {**refs.overrides("saturation"), "override_superbias": "N/A"}
     steps["jump"] = refs.overrides("gain", "readnoise")
     steps["ramp_fit"] = refs.overrides("gain", "readnoise")
     steps["gain_scale"] = refs.overrides("gain")
     return steps
+
+
+def write_detector1_pars(path, refs, pipeline="asteroid", hook=False):
+    """Write a parameter file that runs a Detector1 pipeline offline.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.asdf`` parameter file to write; use it as ``strun <path> <input>``.
+    refs : OfflineReferences
+        From :func:`build_references`.
+    pipeline : {"asteroid", "plain"}
+        ``calwebb_detector1_asteroid`` or jwst's own ``calwebb_detector1``.
+    hook : bool
+        Attach :class:`~jwst_asteroid_step.hooks.AsteroidDetectHook` to ramp_fit
+        (for the plain pipeline).
+
+    Returns
+    -------
+    Path
+    """
+    import asdf
+
+    from .pipeline import AsteroidDetector1Pipeline
+
+    if pipeline == "asteroid":
+        cls, name = AsteroidDetector1Pipeline, "calwebb_detector1_asteroid"
+    elif pipeline == "plain":
+        from jwst.pipeline import Detector1Pipeline as cls
+
+        name = "calwebb_detector1"
+    else:
+        raise ValueError(f"pipeline must be 'asteroid' or 'plain', got {pipeline!r}")
+    steps = detector1_offline_steps(refs)
+    if "asteroid_detect" in cls.step_defs:
+        steps["asteroid_detect"] = refs.overrides("gain", "readnoise")
+    if hook:
+        steps["ramp_fit"]["pre_hooks"] = ["jwst_asteroid_step.hooks.AsteroidDetectHook"]
+    tree = {
+        "class": f"{cls.__module__}.{cls.__name__}",
+        "name": name,
+        "parameters": {},
+        "steps": [
+            {"class": f"{step.__module__}.{step.__name__}", "name": step_name,
+             "parameters": steps.get(step_name, {})}
+            for step_name, step in cls.step_defs.items()
+        ],
+    }
+    path = Path(path)
+    asdf.AsdfFile(tree).write_to(path)
+    return path
 
 
 def run_jump_and_ramp_fit(ramp, refs, output_dir=None, save=False, **jump_pars):

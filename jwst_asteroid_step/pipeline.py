@@ -37,6 +37,8 @@ class RampFitSegmentsStep(RampFitStep):
         """
         self.fitopt = None
         self.ramp = step_input
+        if isinstance(step_input, datamodels.RampModel):
+            _to_native_byte_order(step_input)
         self._user_save_opt = self.save_opt
         self.save_opt = True
         try:
@@ -51,6 +53,19 @@ class RampFitSegmentsStep(RampFitStep):
         if suffix in ("fitopt", "likely_chisq") and not self._user_save_opt:
             return None
         return super().save_model(model, suffix, *args, **kwargs)
+
+
+def _to_native_byte_order(model):
+    """Give the ramp's arrays native byte order, values unchanged.
+
+    stcal's ramp fitting byte-swaps non-native arrays in place for its C code and
+    leaves them swapped, so a big-endian ramp read from FITS would come out of
+    ramp_fit holding garbage; the catalog is made from that ramp afterwards.
+    """
+    for name in ("data", "pixeldq", "groupdq"):
+        arr = getattr(model, name)
+        if not arr.dtype.isnative:
+            setattr(model, name, arr.astype(arr.dtype.newbyteorder("=")))
 
 
 class AsteroidDetector1Pipeline(Detector1Pipeline):
@@ -70,6 +85,8 @@ class AsteroidDetector1Pipeline(Detector1Pipeline):
         "ramp_fit": RampFitSegmentsStep,
         "asteroid_detect": AsteroidDetectStep,
     }
+
+    get_stpipe_loggers = AsteroidDetectStep.get_stpipe_loggers
 
     @classmethod
     def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):

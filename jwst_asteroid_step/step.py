@@ -56,6 +56,11 @@ class AsteroidDetectStep(Step):
 
     reference_file_types = ["gain", "readnoise"]
 
+    @staticmethod
+    def get_stpipe_loggers():
+        """Loggers stpipe configures: jwst's, and this package's."""
+        return (*Step.get_stpipe_loggers(), "jwst_asteroid_step")
+
     # ---- parameters: CRDS first, then the files shipped in crds_params/ ----
 
     @classmethod
