@@ -32,8 +32,23 @@ class DetectionConfig:
     max_chi2_dof : float
         Largest reduced chi-square of an accepted moving-PSF fit.
     max_candidates : int
-        Upper bound on candidate tracks fitted per integration; beyond it the
-        most populated candidates are kept and a warning is issued.
+        Upper bound on candidate tracks from jump flags fitted per integration;
+        beyond it the most populated candidates are kept and a warning is issued.
+    search : bool
+        Run the matched-filter (shift-and-stack) search below the jump threshold.
+    search_max_speed : float
+        Top speed (px/group) of the default search; faster movers are reached
+        through their jump flags.
+    deep_search : bool
+        Search up to ``deep_search_max_speed`` instead (slower).
+    deep_search_max_speed : float
+        Top speed (px/group) of the deep search.
+    search_snr_threshold : float
+        Coarse shift-and-stack SNR for a grid point to become a candidate.
+    grid_loss : float
+        Largest fraction of SNR lost to the velocity grid's spacing.
+    search_max_candidates : int
+        Most search candidates refined per integration.
     """
 
     snr_threshold: float = 7.0
@@ -45,13 +60,24 @@ class DetectionConfig:
     min_consistency: float = 0.4
     max_chi2_dof: float = 3.0
     max_candidates: int = 500
+    search: bool = True
+    search_max_speed: float = 0.5
+    deep_search: bool = False
+    deep_search_max_speed: float = 3.0
+    search_snr_threshold: float = 5.0
+    grid_loss: float = 0.1
+    search_max_candidates: int = 200
 
     def __post_init__(self):
-        positive = ("snr_threshold", "link_px", "min_motion_sigma", "max_chi2_dof")
+        positive = ("snr_threshold", "link_px", "min_motion_sigma", "max_chi2_dof",
+                    "search_max_speed", "deep_search_max_speed", "search_snr_threshold")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates"):
+        if not 0 < self.grid_loss < 0.5:
+            raise ValueError(f"grid_loss must be in (0, 0.5), got {self.grid_loss!r}")
+        for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates",
+                     "search_max_candidates"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.min_groups < 3:

@@ -18,10 +18,13 @@ from astropy.table import Table
 
 from .config import DetectionConfig
 from .measure.moving_psf import fit_moving_psf
-from .ramp.differences import IntegrationDifferences, jump_cells, pixel_background
-from .ramp.events import COSMIC_RAY, EVENT_KINDS, MOVER, SHOWER, classify_events, cluster_cells
+from .ramp.differences import IntegrationDifferences, jump_cells, pixel_background, scene_background
+from .ramp.events import (
+    COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells,
+)
 from .ramp.noise import difference_variance
-from .search.tracks import fit_track
+from .search.matched_filter import matched_filter_search
+from .search.tracks import Track, fit_track
 from .timebase import integration_start_mjd, t_int_to_mjd
 
 __all__ = ["DETECTION_COLUMNS", "detections_to_catalog", "find_movers", "find_movers_in_integration"]
@@ -81,7 +84,7 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
             row["integration"] = i + 1
         rows.extend(det)
         for key, value in c.items():
-            counts[key] += value
+            counts[key] = counts.get(key, 0) + value
     table = Table({c: np.array([r[c] for r in rows], dtype=dt) for c, dt in DETECTION_COLUMNS.items()})
     return table, counts
 
@@ -107,43 +110,60 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         JUMP_DET cells and events of each kind.
     """
     diffs = IntegrationDifferences(sci, groupdq, pixeldq)
-    background, _ = pixel_background(diffs.diff, exclude=diffs.jump)
-    resid = diffs.diff - background[None]
-    sigma = np.sqrt(difference_variance(np.nan_to_num(background), read_noise, gain))
+    median, n_valid = pixel_background(diffs.diff, exclude=diffs.jump)
+    background, own = scene_background(median, n_valid, read_noise, gain)
+    background = np.nan_to_num(background)
+    sigma = np.sqrt(np.broadcast_to(difference_variance(background, read_noise, gain), background.shape))
 
     cells = jump_cells(diffs.jump)
     labels = cluster_cells(cells, config.link_px, config.link_groups)
     events = classify_events(cells, labels, config.shower_min_pixels, config.min_groups)
     counts = {_count_key(k): v for k, v in events.counts().items()}
     counts["n_jump_cells"] = int(len(cells))
+    duration = diffs.n_diffs * group_time
+    exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE))
 
-    candidates = np.flatnonzero(events.kind == MOVER)
-    if candidates.size > config.max_candidates:
-        sizes = np.bincount(events.label)[candidates]
-        candidates = candidates[np.argsort(sizes)[::-1][: config.max_candidates]]
-        warnings.warn(
-            f"{np.sum(events.kind == MOVER)} mover candidates in one integration; "
-            f"only the {config.max_candidates} largest are measured (max_candidates).",
-            RuntimeWarning, stacklevel=2,
-        )
-    exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER))
+    def measure(track, method):
+        fit = fit_moving_psf(diffs.diff, exclude, background, own, read_noise, gain, group_time, psf, track)
+        if fit is not None and _accepted(fit, config):
+            fits.append((fit, method))
 
     fits = []
-    for ev in candidates:
+    for ev in _largest(np.flatnonzero(events.kind == MOVER), np.bincount(events.label), config.max_candidates):
         c = events.cells_of(ev)
         k, y, x = c.T
-        weight = np.clip(resid[k, y, x] / np.broadcast_to(sigma, background.shape)[y, x], 0, None)
-        track = fit_track(c, weight, group_time)
-        if track is None:
-            continue
-        fit = fit_moving_psf(diffs.diff, exclude, np.nan_to_num(background), read_noise, gain,
-                             group_time, psf, track)
-        if fit is None or not _accepted(fit, config):
-            continue
-        on_track = c[track.inliers]
-        fits.append((fit, on_track))
+        track = fit_track(c, np.clip((diffs.diff[k, y, x] - background[y, x]) / sigma[y, x], 0, None), group_time)
+        if track is not None:
+            measure(track, "jump")
 
-    return [_row(fit, on_track, psf, group_time) for fit, on_track in _deduplicate(fits)], counts
+    if config.search:
+        v_max = config.deep_search_max_speed if config.deep_search else config.search_max_speed
+        candidates, stats = matched_filter_search(
+            diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
+            snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss,
+            max_candidates=config.search_max_candidates,
+        )
+        counts["n_search_trials"] = stats["n_trials"]
+        counts["n_search_candidates"] = len(candidates)
+        for cand in candidates:
+            if any(_same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
+                                cand.vy / group_time, duration, tolerance_px=3.0) for fit, _ in fits):
+                continue  # already measured from its jump flags
+            measure(Track.from_search(cand, group_time), "search")
+
+    return [_row(fit, method, cells, psf, group_time, diffs.n_diffs, sci.shape[1:])
+            for fit, method in _deduplicate(fits, duration)], counts
+
+
+def _largest(events, sizes, limit):
+    """The ``limit`` largest events, with a warning when some are dropped."""
+    if events.size <= limit:
+        return events
+    warnings.warn(
+        f"{events.size} mover candidates from jump flags in one integration; only the {limit} "
+        "largest are measured (max_candidates).", RuntimeWarning, stacklevel=3,
+    )
+    return events[np.argsort(sizes[events])[::-1][:limit]]
 
 
 def _accepted(fit, config):
@@ -161,34 +181,58 @@ def _accepted(fit, config):
     )
 
 
-def _deduplicate(fits):
-    """Merge fits of one object found from several events; keep the best SNR."""
-    fits = sorted(fits, key=lambda f: -f[0].snr)
+def _same_object(fit, x, y, t, vx, vy, duration, tolerance_px=2.0):
+    """Whether a track (x, y at t; vx, vy in px/s) stays within ``tolerance_px`` of a fit.
+
+    The two paths are compared at ``t`` and half an integration (``duration``)
+    either side.
+    """
+    dx = fit.x + fit.vx * (t - fit.t_ref) - x
+    dy = fit.y + fit.vy * (t - fit.t_ref) - y
+    dv = np.hypot(fit.vx - vx, fit.vy - vy)
+    return np.hypot(dx, dy) < tolerance_px and dv * duration / 2 < tolerance_px
+
+
+def _deduplicate(fits, duration):
+    """Merge fits of one object found several times; keep the best SNR, note both methods."""
     kept = []
-    for fit, cells in fits:
-        for i, (best, best_cells) in enumerate(kept):
-            dx = fit.x + fit.vx * (best.t_ref - fit.t_ref) - best.x
-            dy = fit.y + fit.vy * (best.t_ref - fit.t_ref) - best.y
-            dv = np.hypot(fit.vx - best.vx, fit.vy - best.vy)
-            if np.hypot(dx, dy) < 2.0 and dv < 0.2 * np.hypot(best.vx, best.vy) + 1e-3:
-                kept[i] = (best, np.concatenate([best_cells, cells]))
+    for fit, method in sorted(fits, key=lambda f: -f[0].snr):
+        for i, (best, best_method) in enumerate(kept):
+            if _same_object(best, fit.x, fit.y, fit.t_ref, fit.vx, fit.vy, duration):
+                if best_method != method:
+                    kept[i] = (best, "both")
                 break
         else:
-            kept.append((fit, cells))
+            kept.append((fit, method))
     return kept
 
 
-def _row(fit, cells, psf, group_time):
+def _row(fit, method, jump, psf, group_time, n_diffs, shape):
+    """Catalog row of a fit; evidence counted along its path."""
     err = fit.errors
-    n_pixels = np.unique(cells[:, 1] * 65536 + cells[:, 2]).size
+    t_mid = (np.arange(n_diffs) + 0.5) * group_time
+    px = fit.x + fit.vx * (t_mid - fit.t_ref)
+    py = fit.y + fit.vy * (t_mid - fit.t_ref)
+    on = (px > -0.5) & (px < shape[1] - 0.5) & (py > -0.5) & (py < shape[0] - 0.5)
+    # Pixels within one FWHM of the path while it is on the detector.
+    r = int(np.ceil(psf.fwhm))
+    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = np.hypot(oy, ox) <= psf.fwhm
+    touched = set()
+    for cx, cy in zip(np.rint(px[on]).astype(int), np.rint(py[on]).astype(int)):
+        for yy, xx in zip(cy + oy[disk], cx + ox[disk]):
+            if 0 <= yy < shape[0] and 0 <= xx < shape[1]:
+                touched.add((yy, xx))
+    k, y, x = jump.T if len(jump) else (np.zeros(0, int),) * 3
+    n_jumps = int(np.sum(np.hypot(x - px[k], y - py[k]) <= psf.fwhm)) if len(jump) else 0
     return {
         "x": fit.x, "y": fit.y, "x_err": err[0], "y_err": err[1], "t_int": fit.t_ref,
         "vx": fit.vx, "vy": fit.vy, "vx_err": err[2], "vy_err": err[3],
         "flux": fit.flux, "flux_err": err[4], "snr": fit.snr,
-        "n_groups": fit.n_groups, "n_pixels": int(n_pixels), "n_jumps": int(len(cells)),
+        "n_groups": fit.n_groups, "n_pixels": len(touched), "n_jumps": n_jumps,
         "chi2_dof": fit.chi2_dof,
         "trail_in_group": bool(np.hypot(fit.vx, fit.vy) * group_time > psf.fwhm),
-        "method": "jump",
+        "method": method,
     }
 
 

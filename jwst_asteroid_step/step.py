@@ -47,7 +47,14 @@ class AsteroidDetectStep(Step):
         min_motion_sigma = float(default=5.0, min=0)  # Minimum significance of the fitted speed
         min_consistency = float(default=0.4)  # Minimum median per-difference flux relative to the fit
         max_chi2_dof = float(default=3.0, min=0)  # Largest reduced chi-square of an accepted fit
-        max_candidates = integer(default=500, min=1)  # Candidate tracks fitted per integration at most
+        max_candidates = integer(default=500, min=1)  # Candidate tracks from jump flags fitted per integration at most
+        search = boolean(default=True)  # Matched-filter (shift-and-stack) search below the jump threshold
+        search_max_speed = float(default=0.5, min=0)  # Top speed (px/group) of the default search
+        deep_search = boolean(default=False)  # Search up to deep_search_max_speed instead (slower)
+        deep_search_max_speed = float(default=3.0, min=0)  # Top speed (px/group) of the deep search
+        search_snr_threshold = float(default=5.0, min=0)  # Coarse shift-and-stack SNR of a search candidate
+        grid_loss = float(default=0.1, min=0, max=0.5)  # Largest SNR fraction lost to the velocity grid spacing
+        search_max_candidates = integer(default=200, min=1)  # Search candidates refined per integration at most
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
         suffix = string(default='asteroids')  # Output file suffix

@@ -75,7 +75,8 @@ class MovingFit:
 class _Cells:
     """The pixel-differences near a path, flattened for fast model evaluation."""
 
-    def __init__(self, diff, exclude, background, var0, group_time, psf, x, y, vx, vy, t_ref, margin):
+    def __init__(self, diff, exclude, background, own, var0, group_time, psf, x, y, vx, vy, t_ref,
+                 margin):
         nk, ny, nx = diff.shape
         core_sigma = psf.components[0][1]
         travel = np.hypot(vx, vy) * group_time
@@ -99,7 +100,7 @@ class _Cells:
             xx = np.concatenate(xs)
         else:
             k = yy = xx = np.zeros(0, dtype=int)
-        local_bg = _off_track_background(diff, exclude, background, yy, xx, group_time,
+        local_bg = _off_track_background(diff, exclude, background, own, yy, xx, group_time,
                                          x, y, vx, vy, t_ref, exclusion=half)
         d = diff[k, yy, xx].astype(float) - local_bg
         ok = np.isfinite(d) & ~exclude[k, yy, xx] & np.isfinite(var0[yy, xx])
@@ -119,14 +120,15 @@ class _Cells:
         return flux * self.group_time * f.mean(axis=1)
 
 
-def _off_track_background(diff, exclude, background, yy, xx, group_time, x, y, vx, vy, t_ref,
+def _off_track_background(diff, exclude, background, own, yy, xx, group_time, x, y, vx, vy, t_ref,
                           exclusion, min_diffs=5):
-    """Per-cell background from each pixel's differences taken while the source was away.
+    """Per-cell background; pixels with their own median re-measure it off the track.
 
-    The frame-wide median of a pixel near a slow track still holds source flux
-    (the PSF wings, or the core for a large share of the ramp); the median of the
-    differences during which the source was farther than ``exclusion`` pixels does
-    not.  Pixels with fewer than ``min_diffs`` such differences keep ``background``.
+    Where the background is the pixel's own median (``own``: stars, or a bright
+    source's track), that median still holds source flux (the PSF wings, or the
+    core for a large share of the ramp); the median of the differences during which
+    the source was farther than ``exclusion`` pixels does not.  Pixels with fewer
+    than ``min_diffs`` such differences, and sky pixels, keep ``background``.
     """
     pix, inverse = np.unique(yy * diff.shape[2] + xx, return_inverse=True)
     py, px = np.divmod(pix, diff.shape[2])
@@ -136,14 +138,14 @@ def _off_track_background(diff, exclude, background, yy, xx, group_time, x, y, v
     away = np.maximum(np.abs(px[None] - sx[:, None]), np.abs(py[None] - sy[:, None])) > exclusion
     col = diff[:, py, px].astype(float)
     col[~away | exclude[:, py, px]] = np.nan
-    enough = np.sum(np.isfinite(col), axis=0) >= min_diffs
+    enough = (np.sum(np.isfinite(col), axis=0) >= min_diffs) & own[py, px]
     local = np.asarray(background, dtype=float)[py, px].copy()
     if enough.any():
         local[enough] = np.nanmedian(col[:, enough], axis=0)
     return local[inverse]
 
 
-def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf, guess, margin=2):
+def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time, psf, guess, margin=2):
     """Least-squares fit of a moving PSF to group differences.
 
     Parameters
@@ -153,8 +155,11 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     exclude : ndarray, bool, shape (ndiff, ny, nx)
         Cells to leave out (cosmic rays, showers).
     background : ndarray, shape (ny, nx)
-        Per-pixel median difference (DN): the noise model's background, and the
-        background of pixels the source never leaves.
+        Background per difference (DN), from
+        :func:`~jwst_asteroid_step.ramp.differences.scene_background`.
+    own : ndarray, bool, shape (ny, nx)
+        Pixels whose background is their own median; near the track these are
+        re-measured from differences taken while the source was away.
     read_noise, gain : float or ndarray (ny, nx)
         CDS read noise (DN) and gain (e/DN).
     group_time : float
@@ -172,7 +177,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         None when no usable pixels lie near the path.
     """
     var0 = np.broadcast_to(difference_variance(background, read_noise, gain), background.shape)
-    cells = _Cells(diff, exclude, background, var0, group_time, psf,
+    cells = _Cells(diff, exclude, background, own, var0, group_time, psf,
                    guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin)
     if cells.data.size < 6:
         return None

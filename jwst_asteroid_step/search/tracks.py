@@ -34,6 +34,14 @@ class Track:
     t_last: float
     inliers: np.ndarray
 
+    @classmethod
+    def from_search(cls, candidate, group_time):
+        """Track of a matched-filter candidate (positions in px, velocity in px/group)."""
+        t_ref = candidate.t_ref * group_time
+        return cls(x=candidate.x, y=candidate.y, vx=candidate.vx / group_time,
+                   vy=candidate.vy / group_time, t_ref=t_ref, t_first=0.0, t_last=2 * t_ref,
+                   inliers=np.zeros(0, dtype=bool))
+
     def position(self, t):
         """Position (px) at time(s) ``t`` (s)."""
         dt = np.asarray(t) - self.t_ref

@@ -4,17 +4,39 @@ A primary cosmic ray at L2 deposits its charge in one instant, so in a ramp it i
 step: every read after the hit is higher by the deposited DN.  Hits come at ~5 per
 cm² per second (DESIGN.md §2); with 25 µm pixels that is ~30 per second on the full
 array.  Each hit touches 1-6 pixels: most of the charge in the pixel hit, the rest
-in a few of its neighbours (charge diffusion and inclined tracks).  Showers and
-snowballs are not modelled here.
+in a few of its neighbours (charge diffusion and inclined tracks).  The total DN of
+a hit is drawn log-uniformly over 50-5000 DN by default: a minimum-ionising
+particle crossing the ~35 µm Si:As layer at normal incidence frees ~3 ke (~700 DN
+at 4 e/DN), inclined paths, slower protons and helium nuclei give more, and grazing
+or edge hits less, so the range brackets the bulk with a median of 500 DN.
+
+Showers (:func:`draw_showers`) are MIRI's large, faint events: a few to a few tens
+of DN over hundreds of pixels at one instant, about once per 160 s on the full
+array (DESIGN.md §2), followed by a slow release of extra charge over the next
+seconds (the reason jwst's jump step masks ``time_masked_after_shower`` = 15 s
+after each).
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["PIXEL_AREA_CM2", "expected_cosmic_ray_count", "draw_cosmic_rays"]
+__all__ = [
+    "PIXEL_AREA_CM2",
+    "SHOWER_RATE",
+    "ShowerModel",
+    "expected_cosmic_ray_count",
+    "draw_cosmic_rays",
+    "draw_showers",
+]
 
 #: Area of one 25 µm MIRI pixel (cm²).
 PIXEL_AREA_CM2 = (25e-4) ** 2
+
+#: Shower rate (per second per cm²) that gives one shower per 160 s on the
+#: 1024 x 1024 light-sensitive pixels of the full array.
+SHOWER_RATE = 1.0 / (160.0 * 1024 * 1024 * PIXEL_AREA_CM2)
 
 # Probability of a hit touching 1..6 pixels: most are compact.
 _NPIX_PROB = np.array([0.35, 0.25, 0.15, 0.10, 0.08, 0.07])
@@ -141,4 +163,156 @@ def draw_cosmic_rays(
         "k": dep_k[inside],
         "dn": dep_dn[inside],
     }
+    return events, deposits
+
+
+@dataclass(frozen=True)
+class ShowerModel:
+    """Shape, brightness and afterglow of MIRI cosmic-ray showers.
+
+    A shower is a disc of area drawn log-uniformly in ``area_range`` whose prompt
+    charge falls from ``peak`` at the centre to zero at the rim as ``1 - (r/R)**2``
+    (so the mean over the disc is half the peak), with ``peak`` drawn
+    log-uniformly in ``amplitude_range``.  After the prompt step each pixel leaks a
+    further ``leak_fraction`` of its prompt charge, released exponentially with
+    e-folding time ``leak_time``: a few DN spread over the following groups.
+
+    Parameters
+    ----------
+    amplitude_range : tuple of float
+        Central prompt charge (DN).  Low: jwst's jump step treats events brighter
+        than ``max_shower_amplitude`` (4 DN/s times the group time) as not showers.
+    area_range : tuple of float
+        Area (pixels) of the disc.
+    leak_fraction : float
+        Leaked charge as a fraction of the prompt charge.
+    leak_time : float
+        E-folding time (s) of the leak.
+    """
+
+    amplitude_range: tuple = (4.0, 20.0)
+    area_range: tuple = (100.0, 1000.0)
+    leak_fraction: float = 0.5
+    leak_time: float = 6.0
+
+    def __post_init__(self):
+        if self.leak_fraction < 0 or self.leak_time <= 0:
+            raise ValueError("leak_fraction must be >= 0 and leak_time > 0")
+
+
+def _leak_shares(t_event, t0, t1, tau, tol=1e-3):
+    """Fraction of the leaked charge released in each difference after ``t_event``.
+
+    Returns the first difference index and the shares, cut where less than
+    ``tol`` of the leak remains.
+    """
+    k = int(np.searchsorted(t1, t_event, side="right"))
+    if k >= t0.size:
+        return k, np.zeros(0)
+    t_end = t_event - tau * np.log(tol)
+    k_end = int(min(np.searchsorted(t0, t_end, side="right"), t0.size))
+    a = np.maximum(t0[k:k_end], t_event) - t_event
+    b = t1[k:k_end] - t_event
+    return k, np.exp(-a / tau) - np.exp(-b / tau)
+
+
+def draw_showers(
+    rng,
+    shape,
+    n_groups,
+    group_time,
+    rate=SHOWER_RATE,
+    model=None,
+    sensitive_columns=None,
+    pixel_area_cm2=PIXEL_AREA_CM2,
+):
+    """Draw the showers of one integration.
+
+    Showers arrive as a Poisson process over the time between the first and the
+    last read, centred on random light-sensitive pixels (``rate`` per cm² of
+    light-sensitive area, so a subarray sees proportionally fewer).  A shower in
+    difference ``k`` adds its prompt charge there and its leak to ``k`` (after the
+    event) and the following differences.  Charge falling off the array or on
+    reference columns is lost.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random generator.
+    shape : tuple of int
+        ``(ny, nx)`` of the array.
+    n_groups : int
+        Reads in the integration.
+    group_time : float
+        Seconds between reads.
+    rate : float
+        Showers per second per cm²; 0 disables them.  :data:`SHOWER_RATE` (the
+        default) gives one per 160 s on the full array.
+    model : ShowerModel, optional
+        Shape and brightness; by default ``ShowerModel()``.
+    sensitive_columns : ndarray of bool, shape (nx,), optional
+        Columns that collect charge.
+    pixel_area_cm2 : float
+        Area of one pixel.
+
+    Returns
+    -------
+    events : astropy.table.Table
+        One row per shower: ``x``, ``y`` (centre, px), ``group`` (first read that
+        includes it), ``t_int`` (s), ``radius`` (px), ``peak`` (DN), ``prompt`` and
+        ``leak`` (total DN deposited on the array), ``n_pixels`` (on the array).
+    deposits : dict of ndarray
+        ``y``, ``x``, ``k``, ``dn`` as for :func:`draw_cosmic_rays`.
+    """
+    model = ShowerModel() if model is None else model
+    ny, nx = shape
+    if sensitive_columns is None:
+        sensitive_columns = np.ones(nx, dtype=bool)
+    cols = np.flatnonzero(sensitive_columns)
+    n_diff = n_groups - 1
+    mean = expected_cosmic_ray_count(rate, cols.size * ny, n_diff * group_time, pixel_area_cm2)
+    n = int(rng.poisson(mean)) if mean > 0 and n_diff > 0 else 0
+
+    t0 = np.arange(n_diff) * group_time
+    t1 = t0 + group_time
+    xc = rng.uniform(cols[0] - 0.5, cols[-1] + 0.5, n) if n else np.zeros(0)
+    yc = rng.uniform(-0.5, ny - 0.5, n)
+    t_event = rng.uniform(0.0, n_diff * group_time, n)
+    log_area = rng.uniform(*np.log(model.area_range), n)
+    peak = np.exp(rng.uniform(*np.log(model.amplitude_range), n))
+    radius = np.sqrt(np.exp(log_area) / np.pi)
+
+    rows = []
+    dep = {"y": [], "x": [], "k": [], "dn": []}
+    for i in range(n):
+        r = radius[i]
+        x0, x1 = max(int(np.floor(xc[i] - r)), 0), min(int(np.ceil(xc[i] + r)) + 1, nx)
+        y0, y1 = max(int(np.floor(yc[i] - r)), 0), min(int(np.ceil(yc[i] + r)) + 1, ny)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        rho2 = ((xx - xc[i]) ** 2 + (yy - yc[i]) ** 2) / r**2
+        on = (rho2 < 1.0) & sensitive_columns[xx]
+        py, px = yy[on], xx[on]
+        prompt = peak[i] * (1.0 - rho2[on])
+        k_event = min(int(t_event[i] // group_time), n_diff - 1)
+        k_leak, shares = _leak_shares(t_event[i], t0, t1, model.leak_time)
+        leak = model.leak_fraction * prompt
+        dep["y"] += [py, np.tile(py, shares.size)]
+        dep["x"] += [px, np.tile(px, shares.size)]
+        dep["k"] += [np.full(py.size, k_event), np.repeat(k_leak + np.arange(shares.size), py.size)]
+        dep["dn"] += [prompt, np.outer(shares, leak).ravel()]
+        rows.append((xc[i], yc[i], k_event + 1, t_event[i], r, peak[i], prompt.sum(),
+                     leak.sum() * shares.sum(), py.size))
+
+    names = ("x", "y", "group", "t_int", "radius", "peak", "prompt", "leak", "n_pixels")
+    dtypes = (float, float, int, float, float, float, float, float, int)
+    events = Table(rows=rows or None, names=names, dtype=dtypes)
+    for name, unit in (("x", "pix"), ("y", "pix"), ("t_int", "s"), ("radius", "pix"),
+                       ("peak", "DN"), ("prompt", "DN"), ("leak", "DN")):
+        events[name].unit = unit
+    deposits = {
+        key: (np.concatenate(val) if val else np.zeros(0, dtype=float if key == "dn" else int))
+        for key, val in dep.items()
+    }
+    for key in ("y", "x", "k"):
+        deposits[key] = deposits[key].astype(int)
     return events, deposits

@@ -2,16 +2,21 @@
 
 The ramp is built from its group differences, which is how the detector sees it:
 
-1. expected charge per pixel and group difference (DN): sky and stars (constant
-   in time), plus each mover from :func:`~jwst_asteroid_step.mover_model.mover_differences`;
+1. expected charge per pixel and group difference (DN): sky, stars and hot pixels
+   (constant in time), plus each mover from
+   :func:`~jwst_asteroid_step.mover_model.mover_differences`; dead pixels and
+   reference columns collect nothing;
 2. shot noise, drawn in electrons (``poisson(charge * gain) / gain``);
-3. cosmic-ray steps added to the difference of the interval they arrive in;
+3. cosmic-ray steps and showers (prompt charge plus a slow leak) added to the
+   differences they arrive in;
 4. cumulative sum into reads (read 0 at ``t_int = 0`` holds no charge), read noise
    of ``read_noise_cds / sqrt(2)`` per read (so a difference has CDS noise
    ``read_noise_cds``), bias;
 5. saturation: reads at or above ``saturation`` (raw DN, bias included, as the
    jwst saturation step compares) are clipped and flagged SATURATED from the
-   first such read onwards.
+   first such read onwards;
+6. group flags as MIRI Stage 1 sets them (:mod:`.group_flags`): DO_NOT_USE on the
+   first and last group, and optionally the RSCD step's leading groups.
 
 The noise drawn here is the package noise model
 (:mod:`jwst_asteroid_step.ramp.noise`), so the detector's weights match it.
@@ -32,7 +37,9 @@ from ..mover_model import mover_differences
 from ..psf import psf_for_filter
 from ..ramp.noise import matched_filter_snr
 from ..timebase import difference_intervals
-from .cosmic_rays import draw_cosmic_rays
+from .bad_pixels import bad_pixel_effects, cdp7_pixel_dq
+from .cosmic_rays import SHOWER_RATE, draw_cosmic_rays, draw_showers
+from .group_flags import rscd_group_flags, rscd_skip_counts, valid_differences
 from .metadata import (
     SUBARRAYS,
     fill_miri_imager_meta,
@@ -40,7 +47,7 @@ from .metadata import (
     integration_period,
     reference_pixel_columns,
 )
-from .scene import mover_position, random_stars, render_stars
+from .scene import default_background, mover_position, random_stars, render_stars
 
 __all__ = [
     "simulate_ramp",
@@ -78,6 +85,7 @@ _TRUTH_UNITS = {
 _DO_NOT_USE = dqflags.group["DO_NOT_USE"]
 _SATURATED = dqflags.group["SATURATED"]
 _REFERENCE_PIXEL = dqflags.pixel["REFERENCE_PIXEL"]
+_PIXEL_DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
 
 
 @dataclass(frozen=True)
@@ -160,11 +168,12 @@ def mover_patches(x_ref, y_ref, vx, vy, flux, t_ref, t0, t1, psf, shape, sensiti
     return patches
 
 
-def _track_cells(patches, static_rate, dt, valid):
+def _track_cells(patches, static_rate, dt, valid, usable=None):
     """Signal and background (DN) of every cell the mover touches.
 
     Returns flat arrays over the (difference, pixel) cells with signal, in valid
-    differences only; the patches never share a cell, so the cells are distinct.
+    differences and usable pixels only; the patches never share a cell, so the
+    cells are distinct.
     """
     signal, background = [], []
     for p in patches:
@@ -174,6 +183,8 @@ def _track_cells(patches, static_rate, dt, valid):
         s = p.data[use]
         bkg = static_rate[p.y0 : p.y1, p.x0 : p.x1][None, :, :] * dt[p.k0 : p.k1][use, None, None]
         on = s > 0
+        if usable is not None:
+            on &= usable[p.y0 : p.y1, p.x0 : p.x1][None, :, :]
         signal.append(s[on])
         background.append(np.broadcast_to(bkg, s.shape)[on])
     if not signal:
@@ -181,7 +192,7 @@ def _track_cells(patches, static_rate, dt, valid):
     return np.concatenate(signal), np.concatenate(background)
 
 
-def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain):
+def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain, usable=None):
     """Matched-filter SNR of a rendered mover (DESIGN.md §3).
 
     Parameters
@@ -196,6 +207,8 @@ def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain):
         Differences that count (``False`` for those touching a DO_NOT_USE group).
     read_noise_cds, gain : float
         CDS read noise (DN) and gain (e/DN).
+    usable : ndarray of bool, shape (ny, nx), optional
+        Pixels whose cells count (``False`` for DO_NOT_USE and dead pixels).
 
     Returns
     -------
@@ -203,7 +216,7 @@ def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain):
         :func:`~jwst_asteroid_step.ramp.noise.matched_filter_snr` over every cell
         of the track.
     """
-    signal, background = _track_cells(patches, static_rate, dt, valid)
+    signal, background = _track_cells(patches, static_rate, dt, valid, usable)
     if signal.size == 0:
         return 0.0
     return matched_filter_snr(signal, background, read_noise_cds, gain)
@@ -211,19 +224,55 @@ def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain):
 
 def _valid_differences(n_groups, flag_edges):
     """Differences not touching a DO_NOT_USE edge group."""
-    valid = np.ones(max(n_groups - 1, 0), dtype=bool)
-    if flag_edges and valid.size:
-        valid[0] = False
-        valid[-1] = False
-    return valid
+    return valid_differences(n_groups, flag_edges)
 
 
-def _static_rate(shape, background, stars, psf, sensitive):
+def _static_rate(shape, background, stars, psf, sensitive, extra=None, live=None):
     rate = np.broadcast_to(np.asarray(background, dtype=float), shape).copy()
     if stars:
         rate += render_stars(stars, shape, psf)
+    if extra is not None:
+        rate += extra
     rate[:, ~sensitive] = 0.0  # reference pixels collect no light
+    if live is not None:
+        rate[~live] = 0.0
     return rate
+
+
+def _flux_for_snr(target_snr, unit_signal, background, read_noise_cds, gain):
+    """Flux scale that gives ``unit_signal`` (the track at flux 1) a target SNR.
+
+    SNR grows monotonically with flux, so bracket in log flux and use Brent's
+    method.
+    """
+    if not target_snr > 0:
+        raise ValueError(f"target_snr must be positive, got {target_snr!r}")
+    if unit_signal.size == 0:
+        raise ValueError("The mover's track has no valid group difference on the array")
+
+    def excess(log_flux):
+        return (
+            matched_filter_snr(np.exp(log_flux) * unit_signal, background, read_noise_cds, gain)
+            - target_snr
+        )
+
+    lo, hi = np.log(1e-6), np.log(1.0)
+    while excess(lo) > 0:
+        lo -= 5.0
+        if lo < np.log(1e-30):
+            raise ValueError("Could not bracket the flux: SNR does not fall with flux")
+    while excess(hi) < 0:
+        hi += 3.0
+        if hi > np.log(1e30):
+            raise ValueError("Could not bracket the flux: SNR stays below the target")
+    return float(np.exp(brentq(excess, lo, hi, xtol=1e-12, rtol=1e-12)))
+
+
+def _merge_deposits(*deposits):
+    """Concatenate deposit dicts and sort them by row."""
+    dep = {key: np.concatenate([d[key] for d in deposits]) for key in ("y", "x", "k", "dn")}
+    order = np.argsort(dep["y"], kind="stable")
+    return {key: val[order] for key, val in dep.items()}
 
 
 def _on_detector(x, y, shape, sensitive):
@@ -239,7 +288,7 @@ def simulate_ramp(
     filter="F770W",
     readpatt="FAST",
     group_time=None,
-    background=5.0,
+    background=None,
     stars=0,
     star_flux_range=(1.0, 3000.0),
     movers=(),
@@ -249,7 +298,12 @@ def simulate_ramp(
     saturation=50000.0,
     cosmic_ray_rate=5.0,
     cosmic_ray_amplitude_range=(50.0, 5000.0),
+    shower_rate=SHOWER_RATE,
+    shower_model=None,
+    bad_pixels=None,
+    hot_pixel_rate_range=(10.0, 1000.0),
     flag_edges=True,
+    rscd=None,
     poisson=True,
     psf=None,
     start_mjd=60000.5,
@@ -276,8 +330,10 @@ def simulate_ramp(
     group_time : float, optional
         Seconds between reads; by default that of the subarray and pattern
         (2.77504 s for FULL FAST, 0.08512 s for SUB64, 23.88992 s for SLOW).
-    background : float or ndarray, shape (ny, nx)
-        Sky (plus dark) count rate per pixel (DN/s).
+    background : float or ndarray, shape (ny, nx), optional
+        Sky (plus dark) count rate per pixel (DN/s); by default the filter's
+        approximate level, :data:`~.scene.FILTER_BACKGROUND` (1.5 DN/s at F560W
+        to 400 DN/s at F2550W).
     stars : int or sequence of Star
         Fixed stars, or how many to draw at random (log-uniform in
         ``star_flux_range``, DN/s).
@@ -298,9 +354,27 @@ def simulate_ramp(
         Cosmic-ray hits per second per cm² (25 µm pixels); 0 disables them.
     cosmic_ray_amplitude_range : tuple of float
         Total DN of a hit, drawn log-uniformly.
+    shower_rate : float
+        Showers per second per cm² (:func:`~.cosmic_rays.draw_showers`); the
+        default gives one per 160 s on the full array, proportionally fewer on a
+        subarray; 0 disables them.
+    shower_model : ShowerModel, optional
+        Shower size, brightness and charge leak; by default ``ShowerModel()``.
+    bad_pixels : {"cdp7", None} or ndarray of uint32, shape (ny, nx)
+        ``"cdp7"``: PIXELDQ from the real CDP7 imager mask cut to the subarray
+        (:func:`~.bad_pixels.cdp7_pixel_dq`; needs the real-data directory);
+        an array: JWST pixel flags to use.  DEAD pixels then collect no charge and
+        HOT pixels get an extra dark rate.  ``None``: no bad pixels.
+    hot_pixel_rate_range : tuple of float
+        Extra dark rate (DN/s) of HOT pixels, drawn log-uniformly.
     flag_edges : bool
         Set DO_NOT_USE in GROUPDQ for the first and last group of every
         integration, as the firstframe and lastframe steps do.
+    rscd : tuple of int, optional
+        ``(group_skip1, group_skip)``: flag the leading groups of integration 1
+        and of integrations 2+ DO_NOT_USE exactly as jwst 3.0's RSCD step does
+        with those reference-file values (:func:`~.group_flags.rscd_group_flags`,
+        including its small-ngroups rules and saturation back-off).
     poisson : bool
         Draw shot noise; ``False`` gives the expected charge exactly.
     psf : PSFModel, optional
@@ -320,21 +394,30 @@ def simulate_ramp(
     -------
     model : stdatamodels.jwst.datamodels.RampModel
         SCI (nints, ngroups, ny, nx) float32 in DN, GROUPDQ (uint8) with
-        DO_NOT_USE edges and SATURATED, PIXELDQ with REFERENCE_PIXEL, INT_TIMES, and
-        MIRI imager metadata (:func:`~.metadata.fill_miri_imager_meta`).
+        DO_NOT_USE edges (and RSCD groups) and SATURATED, PIXELDQ with
+        REFERENCE_PIXEL (and the bad-pixel flags), INT_TIMES, and MIRI imager
+        metadata (:func:`~.metadata.fill_miri_imager_meta`).
     truth : astropy.table.Table
         One row per mover per integration, columns :data:`TRUTH_COLUMNS`: ``id``
         (1-based index in ``movers``), ``integration`` (1-based), ``x``, ``y`` at
         ``t_ref`` (s since that integration's first read), ``vx``, ``vy``,
         ``speed_px_per_group``, ``flux``, ``snr`` (matched-filter SNR over the
-        valid group differences, noise from sky + stars + the mover),
-        ``n_groups_on_detector`` (reads with the mover's centre on the
-        light-sensitive array), and the track ends ``x_start``, ``y_start`` (first
-        read) and ``x_end``, ``y_end`` (last read).  ``truth.meta`` holds the
-        simulation parameters, ``n_cosmic_rays`` per integration, and two tables:
-        ``truth.meta["stars"]`` and ``truth.meta["cosmic_rays"]`` (one row per hit,
-        with its ``integration``); :func:`save_simulation` writes those to files of
-        their own.
+        cells the pipeline uses: differences touching no DO_NOT_USE group, pixels
+        neither DO_NOT_USE nor dead, on the array; noise from sky + stars + hot
+        pixels + the mover), ``n_groups_on_detector`` (reads with the mover's
+        centre on the light-sensitive array), and the track ends ``x_start``,
+        ``y_start`` (first read) and ``x_end``, ``y_end`` (last read).
+        ``truth.meta`` holds the simulation parameters, ``n_cosmic_rays`` and
+        ``n_showers`` per integration, and three tables: ``truth.meta["stars"]``,
+        ``truth.meta["cosmic_rays"]`` and ``truth.meta["showers"]`` (one row per
+        event, with its ``integration``); :func:`save_simulation` writes those to
+        files of their own.
+
+    Notes
+    -----
+    Showers and hot-pixel rates are drawn from a child of the random generator
+    (``rng.spawn``), so switching them on or off leaves every other random draw
+    (stars, cosmic rays, noise) unchanged for a given seed.
     """
     subarray = subarray.upper()
     readpatt = readpatt.upper()
@@ -347,6 +430,7 @@ def simulate_ramp(
     if gain <= 0:
         raise ValueError(f"gain must be positive, got {gain}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    (extra_rng,) = rng.spawn(1)
     shape = (SUBARRAYS[subarray]["ysize"], SUBARRAYS[subarray]["xsize"])
     ny, nx = shape
     if group_time is None:
@@ -365,12 +449,25 @@ def simulate_ramp(
     for m in movers:
         if m.integration is not None and m.integration > nints:
             raise ValueError(f"Mover in integration {m.integration} but nints={nints}")
-    static_rate = _static_rate(shape, background, stars, psf, sensitive)
+    if background is None:
+        background = default_background(filter)
+    pixeldq = np.zeros(shape, dtype=np.uint32)
+    pixeldq[:, ~sensitive] |= _REFERENCE_PIXEL
+    if isinstance(bad_pixels, str):
+        if bad_pixels.lower() != "cdp7":
+            raise ValueError(f"bad_pixels must be 'cdp7', an array or None, got {bad_pixels!r}")
+        pixeldq |= cdp7_pixel_dq(subarray)
+    elif bad_pixels is not None:
+        pixeldq |= np.asarray(bad_pixels, dtype=np.uint32)
+    live, hot_rate = bad_pixel_effects(pixeldq, extra_rng, hot_pixel_rate_range)
+    live &= sensitive[None, :]
+    usable = live & ((pixeldq & _PIXEL_DO_NOT_USE) == 0)
+    static_rate = _static_rate(shape, background, stars, psf, sensitive, hot_rate, live)
     bias_image = np.broadcast_to(np.asarray(bias, dtype=np.float32), shape)
 
     t0, t1 = difference_intervals(ngroups, group_time)
     dt = t1 - t0
-    valid = _valid_differences(ngroups, flag_edges)
+    n_skip = rscd_skip_counts(ngroups, nints, *rscd) if rscd is not None else np.zeros(nints, int)
     t_reads = np.arange(ngroups) * group_time
     n_diff = ngroups - 1
 
@@ -381,7 +478,9 @@ def simulate_ramp(
 
     truth_rows = []
     cr_tables = []
+    shower_tables = []
     for integ in range(1, nints + 1):
+        valid = valid_differences(ngroups, flag_edges, n_skip[integ - 1])
         patches = []
         for mid, m in enumerate(movers, start=1):
             if m.integration is not None and m.integration != integ:
@@ -390,6 +489,8 @@ def simulate_ramp(
             mp = mover_patches(
                 x_ref, y_ref, m.vx, m.vy, m.flux, m.t_ref, t0, t1, psf, shape, sensitive
             )
+            for p in mp:
+                p.data[:, ~live[p.y0 : p.y1, p.x0 : p.x1]] = 0.0  # dead pixels see nothing
             patches.extend(mp)
             xr, yr = mover_position(m, t_reads, integ, period)
             on_array = _on_detector(xr, yr, shape, sensitive)
@@ -404,7 +505,7 @@ def simulate_ramp(
                     "vy": float(m.vy),
                     "speed_px_per_group": float(np.hypot(m.vx, m.vy) * group_time),
                     "flux": float(m.flux),
-                    "snr": mover_snr(mp, static_rate, dt, valid, read_noise_cds, gain),
+                    "snr": mover_snr(mp, static_rate, dt, valid, read_noise_cds, gain, usable),
                     "n_groups_on_detector": int(np.count_nonzero(on_array)),
                     "x_start": float(xr[0]),
                     "y_start": float(yr[0]),
@@ -418,8 +519,15 @@ def simulate_ramp(
         )
         events["integration"] = np.full(len(events), integ, dtype=int)
         cr_tables.append(events)
-        order = np.argsort(deposits["y"], kind="stable")
-        dep = {key: val[order] for key, val in deposits.items()}
+        showers, shower_deposits = draw_showers(
+            extra_rng, shape, ngroups, group_time, shower_rate, shower_model, sensitive
+        )
+        showers["integration"] = np.full(len(showers), integ, dtype=int)
+        shower_tables.append(showers)
+        dep = _merge_deposits(deposits, shower_deposits)
+        if not live.all():
+            keep = live[dep["y"], dep["x"]]
+            dep = {key: val[keep] for key, val in dep.items()}
 
         for r0 in range(0, ny, rows_per_chunk):
             r1 = min(r0 + rows_per_chunk, ny)
@@ -457,8 +565,8 @@ def simulate_ramp(
     if flag_edges:
         groupdq[:, 0] |= _DO_NOT_USE
         groupdq[:, -1] |= _DO_NOT_USE
-    pixeldq = np.zeros(shape, dtype=np.uint32)
-    pixeldq[:, ~sensitive] |= _REFERENCE_PIXEL
+    if rscd is not None:
+        rscd_group_flags(groupdq, pixeldq, *rscd)
 
     model = datamodels.RampModel(data=data, groupdq=groupdq, pixeldq=pixeldq)
     fill_miri_imager_meta(
@@ -478,6 +586,7 @@ def simulate_ramp(
 
     truth = _truth_table(truth_rows)
     cosmic_rays = vstack(cr_tables, metadata_conflicts="silent")
+    shower_table = vstack(shower_tables, metadata_conflicts="silent")
     star_table = Table(
         {
             "x": [s.x for s in stars],
@@ -498,12 +607,21 @@ def simulate_ramp(
             "integration_period": float(period),
             "start_mjd": float(start_mjd),
             "background_mean": float(np.mean(background)),
+            "hot_pixel_rate_range": [float(v) for v in hot_pixel_rate_range],
+            "bad_pixels": bad_pixels if isinstance(bad_pixels, str) else (
+                None if bad_pixels is None else "array"),
+            "n_dead_pixels": int(np.count_nonzero(sensitive[None, :] & ~live)),
+            "n_hot_pixels": int(np.count_nonzero(hot_rate)),
+            "rscd": None if rscd is None else [int(v) for v in rscd],
+            "rscd_groups_flagged": [int(v) for v in n_skip],
             "read_noise_cds": float(read_noise_cds),
             "gain": float(gain),
             "bias_mean": float(np.mean(bias)),
             "saturation": float(saturation),
             "cosmic_ray_rate": float(cosmic_ray_rate),
             "n_cosmic_rays": [int(len(t)) for t in cr_tables],
+            "shower_rate": float(shower_rate),
+            "n_showers": [int(len(t)) for t in shower_tables],
             "flag_edges": bool(flag_edges),
             "poisson": bool(poisson),
             "psf_fwhm": float(psf.fwhm),
@@ -512,6 +630,7 @@ def simulate_ramp(
             "seed": seed if isinstance(seed, (int, np.integer)) else None,
             "stars": star_table,
             "cosmic_rays": cosmic_rays,
+            "showers": shower_table,
         }
     )
     return model, truth
@@ -544,7 +663,7 @@ def snr_to_flux(
     group_time=None,
     filter="F770W",
     psf=None,
-    background=5.0,
+    background=None,
     stars=(),
     read_noise_cds=7.0,
     gain=4.0,
@@ -573,8 +692,9 @@ def snr_to_flux(
         Groups per integration.
     subarray, readpatt, group_time, filter, psf :
         As for :func:`simulate_ramp`.
-    background : float or ndarray
-        Sky count rate per pixel (DN/s).
+    background : float or ndarray, optional
+        Sky count rate per pixel (DN/s); by default the filter's
+        (:data:`~.scene.FILTER_BACKGROUND`), as in :func:`simulate_ramp`.
     stars : sequence of Star
         Stars adding to the background.
     read_noise_cds, gain : float
@@ -604,6 +724,8 @@ def snr_to_flux(
         group_time = group_time_for(subarray, readpatt)
     if psf is None:
         psf = psf_for_filter(filter)
+    if background is None:
+        background = default_background(filter)
     x = 0.5 * (cols[0] + cols[-1]) if x is None else x
     y = 0.5 * (shape[0] - 1) if y is None else y
     t_ref = 0.5 * (ngroups - 1) * group_time if t_ref is None else t_ref
@@ -612,23 +734,7 @@ def snr_to_flux(
     patches = mover_patches(x, y, vx, vy, 1.0, t_ref, t0, t1, psf, shape, sensitive)
     static_rate = _static_rate(shape, background, list(stars), psf, sensitive)
     unit, bkg = _track_cells(patches, static_rate, t1 - t0, _valid_differences(ngroups, flag_edges))
-    if unit.size == 0:
-        raise ValueError("The mover's track has no valid group difference on the array")
-
-    def excess(log_flux):
-        return matched_filter_snr(np.exp(log_flux) * unit, bkg, read_noise_cds, gain) - target_snr
-
-    # Bracket in log flux: SNR -> 0 as flux -> 0 and grows without bound.
-    lo, hi = np.log(1e-6), np.log(1.0)
-    while excess(lo) > 0:
-        lo -= 5.0
-        if lo < np.log(1e-30):
-            raise ValueError("Could not bracket the flux: SNR does not fall with flux")
-    while excess(hi) < 0:
-        hi += 3.0
-        if hi > np.log(1e30):
-            raise ValueError("Could not bracket the flux: SNR stays below the target")
-    return float(np.exp(brentq(excess, lo, hi, xtol=1e-12, rtol=1e-12)))
+    return _flux_for_snr(target_snr, unit, bkg, read_noise_cds, gain)
 
 
 def save_truth(truth, output_root, overwrite=True):
@@ -636,7 +742,7 @@ def save_truth(truth, output_root, overwrite=True):
 
     Writes ``<root>_truth.ecsv`` (the mover truth, with the scalar simulation
     parameters in its metadata) and, when present in ``truth.meta``,
-    ``<root>_stars.ecsv`` and ``<root>_cosmic_rays.ecsv``.
+    ``<root>_stars.ecsv``, ``<root>_cosmic_rays.ecsv`` and ``<root>_showers.ecsv``.
 
     Parameters
     ----------
@@ -650,7 +756,7 @@ def save_truth(truth, output_root, overwrite=True):
     Returns
     -------
     dict of str to Path
-        Paths written, keyed ``"truth"``, ``"stars"``, ``"cosmic_rays"``.
+        Paths written, keyed ``"truth"``, ``"stars"``, ``"cosmic_rays"``, ``"showers"``.
     """
     root = Path(output_root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -658,7 +764,7 @@ def save_truth(truth, output_root, overwrite=True):
     out.meta = {k: v for k, v in truth.meta.items() if not isinstance(v, Table)}
     paths = {"truth": root.with_name(f"{root.name}_truth.ecsv")}
     out.write(paths["truth"], format="ascii.ecsv", overwrite=overwrite)
-    for key in ("stars", "cosmic_rays"):
+    for key in ("stars", "cosmic_rays", "showers"):
         table = truth.meta.get(key)
         if isinstance(table, Table):
             paths[key] = root.with_name(f"{root.name}_{key}.ecsv")

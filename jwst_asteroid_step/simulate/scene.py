@@ -9,7 +9,64 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Mover", "Star", "random_stars", "mover_position", "render_stars"]
+__all__ = [
+    "FILTER_BACKGROUND",
+    "default_background",
+    "Mover",
+    "Star",
+    "random_stars",
+    "mover_position",
+    "render_stars",
+]
+
+#: Approximate sky + telescope background (DN/s per pixel) of each MIRI imager
+#: filter, used when no background is given.  Zodiacal light dominates at 5-10 µm
+#: and the telescope's own thermal emission takes over beyond ~15 µm, so the rate
+#: climbs steeply with wavelength (the narrow F1130W sits below its neighbours).
+#: These are this package's round numbers for a low-to-medium background field at
+#: ~4 e/DN, chosen to follow that shape (Glasse et al. 2015, PASP 127, 686;
+#: Dicken et al. 2024, A&A 689, A5), not values read from a reference file or the
+#: ETC: trust them to a factor of ~2.  Real backgrounds change with ecliptic
+#: latitude and season, and at long wavelengths with telescope temperature; pass
+#: ``background=`` for quantitative work.
+FILTER_BACKGROUND = {
+    "F560W": 1.5,
+    "F770W": 5.0,
+    "F1000W": 10.0,
+    "F1130W": 7.0,
+    "F1280W": 18.0,
+    "F1500W": 30.0,
+    "F1800W": 60.0,
+    "F2100W": 130.0,
+    "F2550W": 400.0,
+}
+
+
+def default_background(filter_name):
+    """Default background count rate (DN/s per pixel) of a MIRI imager filter.
+
+    Parameters
+    ----------
+    filter_name : str
+        Filter, e.g. ``"F770W"``.
+
+    Returns
+    -------
+    float
+        The :data:`FILTER_BACKGROUND` value.
+
+    Raises
+    ------
+    ValueError
+        For a filter not in the table.
+    """
+    key = (filter_name or "").upper()
+    if key not in FILTER_BACKGROUND:
+        raise ValueError(
+            f"No default background for filter {filter_name!r}; expected one of "
+            f"{sorted(FILTER_BACKGROUND)} or an explicit background"
+        )
+    return FILTER_BACKGROUND[key]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,425 @@
+"""Tests of the ramp modules: differences, events and the fitopt check.
+
+Modules: jwst_asteroid_step.ramp.differences, jwst_asteroid_step.ramp.events,
+jwst_asteroid_step.ramp.segments.
+"""
+
+import numpy as np
+import pytest
+from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import dqflags
+
+from jwst_asteroid_step.ramp.differences import (
+    IntegrationDifferences,
+    group_differences,
+    jump_cells,
+    pixel_background,
+)
+from jwst_asteroid_step.ramp.events import (
+    COSMIC_RAY,
+    EVENT_KINDS,
+    MOVER,
+    PIXEL_NOISE,
+    SHOWER,
+    Events,
+    classify_events,
+    cluster_cells,
+)
+from jwst_asteroid_step.ramp.segments import check_fitopt
+
+G_DNU = dqflags.group["DO_NOT_USE"]
+G_SAT = dqflags.group["SATURATED"]
+G_JUMP = dqflags.group["JUMP_DET"]
+P_DNU = dqflags.pixel["DO_NOT_USE"]
+P_REF = dqflags.pixel["REFERENCE_PIXEL"]
+P_HOT = dqflags.pixel["HOT"]
+
+NG, NY, NX = 6, 3, 4
+
+
+def ramp(seed=0):
+    """A small random ramp (NG, NY, NX) with clean DQ arrays."""
+    rng = np.random.default_rng(seed)
+    sci = np.cumsum(rng.uniform(0, 50, (NG, NY, NX)), axis=0).astype(np.float32)
+    return sci, np.zeros((NG, NY, NX), np.uint8), np.zeros((NY, NX), np.uint32)
+
+
+# --- group differences -------------------------------------------------------------
+
+
+def test_clean_differences_are_successive_read_differences():
+    sci, gdq, pdq = ramp()
+    diff = group_differences(sci, gdq, pdq)
+    assert diff.shape == (NG - 1, NY, NX)
+    assert diff.dtype == np.float32
+    np.testing.assert_allclose(diff, np.diff(sci, axis=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("flag", [G_DNU, G_SAT])
+def test_bad_group_masks_both_differences_it_touches(flag):
+    sci, gdq, pdq = ramp()
+    gdq[3, 1, 2] = flag
+    diff = group_differences(sci, gdq, pdq)
+    bad = np.zeros(diff.shape, bool)
+    bad[2:4, 1, 2] = True  # differences 2 (reads 2-3) and 3 (reads 3-4)
+    assert np.all(np.isnan(diff[bad]))
+    assert np.all(np.isfinite(diff[~bad]))
+
+
+def test_do_not_use_first_group_masks_first_difference_only():
+    sci, gdq, pdq = ramp()
+    gdq[0] |= G_DNU
+    gdq[-1] |= G_DNU
+    diff = group_differences(sci, gdq, pdq)
+    assert np.all(np.isnan(diff[0])) and np.all(np.isnan(diff[-1]))
+    assert np.all(np.isfinite(diff[1:-1]))
+
+
+def test_saturation_to_end_of_ramp_masks_remaining_differences():
+    sci, gdq, pdq = ramp()
+    gdq[4:, 0, 0] |= G_SAT
+    diff = group_differences(sci, gdq, pdq)
+    assert np.all(np.isfinite(diff[:3, 0, 0]))
+    assert np.all(np.isnan(diff[3:, 0, 0]))
+
+
+@pytest.mark.parametrize("flag", [P_DNU, P_REF, P_DNU | P_HOT])
+def test_bad_pixel_masks_every_difference(flag):
+    sci, gdq, pdq = ramp()
+    pdq[2, 3] = flag
+    diff = group_differences(sci, gdq, pdq)
+    assert np.all(np.isnan(diff[:, 2, 3]))
+    diff[:, 2, 3] = 0
+    assert np.all(np.isfinite(diff))
+
+
+def test_other_flags_do_not_mask():
+    sci, gdq, pdq = ramp()
+    pdq[:] = P_HOT
+    gdq[:] = G_JUMP
+    assert np.all(np.isfinite(group_differences(sci, gdq, pdq)))
+
+
+def test_non_finite_read_masks_its_differences():
+    sci, gdq, pdq = ramp()
+    sci[2, 0, 1] = np.nan
+    diff = group_differences(sci, gdq, pdq)
+    assert np.all(np.isnan(diff[1:3, 0, 1]))
+    assert np.isfinite(diff[0, 0, 1]) and np.all(np.isfinite(diff[3:, 0, 1]))
+
+
+# --- jump cells --------------------------------------------------------------------
+
+
+def test_jump_on_group_k_plus_one_labels_difference_k():
+    sci, gdq, pdq = ramp()
+    gdq[3, 1, 2] |= G_JUMP
+    d = IntegrationDifferences(sci, gdq, pdq)
+    assert d.n_diffs == NG - 1
+    expected = np.zeros((NG - 1, NY, NX), bool)
+    expected[2, 1, 2] = True
+    np.testing.assert_array_equal(d.jump, expected)
+    np.testing.assert_array_equal(jump_cells(d.jump), [[2, 1, 2]])
+
+
+def test_jump_on_unusable_difference_is_dropped():
+    sci, gdq, pdq = ramp()
+    gdq[3, 1, 2] |= G_JUMP | G_SAT
+    gdq[2, 0, 0] |= G_JUMP
+    pdq[0, 0] = P_DNU
+    d = IntegrationDifferences(sci, gdq, pdq)
+    assert not d.jump.any()
+
+
+def test_jump_on_first_group_labels_no_difference():
+    sci, gdq, pdq = ramp()
+    gdq[0, 1, 1] |= G_JUMP
+    assert not IntegrationDifferences(sci, gdq, pdq).jump.any()
+
+
+def test_jump_cells_are_k_y_x_int32_rows():
+    jump = np.zeros((4, 5, 6), bool)
+    jump[1, 2, 3] = jump[3, 0, 5] = True
+    cells = jump_cells(jump)
+    assert cells.dtype == np.int32
+    np.testing.assert_array_equal(cells, [[1, 2, 3], [3, 0, 5]])
+
+
+def test_jump_cells_of_no_jumps_is_empty_n_by_3():
+    assert jump_cells(np.zeros((4, 5, 6), bool)).shape == (0, 3)
+
+
+# --- pixel background --------------------------------------------------------------
+
+
+def test_background_is_median_difference():
+    diff = np.zeros((5, 1, 2), np.float32)
+    diff[:, 0, 0] = [3, 1, 100, 2, 4]  # a cosmic ray does not move the median
+    diff[:, 0, 1] = [1, 2, 3, 4, np.nan]
+    med, n = pixel_background(diff)
+    np.testing.assert_allclose(med, [[3.0, 2.5]])
+    np.testing.assert_array_equal(n, [[5, 4]])
+    assert med.dtype == np.float32 and n.dtype == np.int32
+
+
+def test_background_leaves_out_excluded_differences():
+    diff = np.array([1, 2, 3, 50, 60], np.float32).reshape(5, 1, 1)
+    exclude = np.zeros(diff.shape, bool)
+    exclude[3:] = True
+    med, n = pixel_background(diff, exclude)
+    assert med[0, 0] == 2.0 and n[0, 0] == 3
+
+
+def test_background_is_nan_for_fully_masked_pixel():
+    diff = np.ones((4, 2, 2), np.float32)
+    diff[:, 0, 0] = np.nan
+    exclude = np.zeros(diff.shape, bool)
+    exclude[:, 1, 1] = True
+    med, n = pixel_background(diff, exclude)
+    assert np.isnan(med[0, 0]) and np.isnan(med[1, 1])
+    assert n[0, 0] == 0 and n[1, 1] == 0
+    assert med[0, 1] == 1.0 and n[0, 1] == 4
+
+
+def test_background_matches_numpy_nanmedian_on_random_data():
+    rng = np.random.default_rng(42)
+    diff = rng.normal(10, 3, (37, 20, 23)).astype(np.float32)
+    diff[rng.random(diff.shape) < 0.2] = np.nan
+    diff[:, 4, 5] = np.nan
+    exclude = rng.random(diff.shape) < 0.1
+    med, n = pixel_background(diff, exclude)
+    masked = np.where(exclude, np.nan, diff)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):
+        expected = np.nanmedian(masked, axis=0)
+    np.testing.assert_allclose(med, expected, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(n, np.sum(np.isfinite(masked), axis=0))
+
+
+def test_background_without_exclusions_matches_numpy_nanmedian():
+    rng = np.random.default_rng(3)
+    diff = rng.exponential(5, (16, 9, 11)).astype(np.float32)  # even count: mean of middle two
+    diff[rng.random(diff.shape) < 0.1] = np.nan
+    med, _ = pixel_background(diff)
+    np.testing.assert_allclose(med, np.nanmedian(diff, axis=0), rtol=1e-6)
+
+
+# --- clustering --------------------------------------------------------------------
+
+
+def cells(*rows):
+    return np.array(rows, dtype=np.int32).reshape(-1, 3)
+
+
+def same_cluster(labels, i, j):
+    return labels[i] == labels[j]
+
+
+def test_cluster_of_no_cells_is_empty():
+    assert cluster_cells(cells()).shape == (0,)
+
+
+@pytest.mark.parametrize("dy, dx", [(0, 1), (1, 1), (1, 0), (-1, 1)])
+def test_neighbouring_pixels_at_one_instant_link(dy, dx):
+    labels = cluster_cells(cells((5, 10, 10), (5, 10 + dy, 10 + dx)))
+    assert same_cluster(labels, 0, 1)
+
+
+@pytest.mark.parametrize("dy, dx", [(0, 2), (2, 0), (2, 2)])
+def test_pixels_two_apart_do_not_link(dy, dx):
+    labels = cluster_cells(cells((5, 10, 10), (5, 10 + dy, 10 + dx)), link_px=1.5)
+    assert not same_cluster(labels, 0, 1)
+
+
+def test_wider_link_px_links_farther_pixels():
+    labels = cluster_cells(cells((5, 10, 10), (5, 10, 13)), link_px=3.0)
+    assert same_cluster(labels, 0, 1)
+
+
+@pytest.mark.parametrize("gap, linked", [(1, True), (2, True), (3, False)])
+def test_time_linking_within_link_groups(gap, linked):
+    labels = cluster_cells(cells((4, 7, 7), (4 + gap, 7, 7)), link_px=1.5, link_groups=2)
+    assert same_cluster(labels, 0, 1) == linked
+
+
+def test_time_and_space_limits_apply_together():
+    # Two differences apart in time and one pixel apart in space: linked.
+    # Two differences and two pixels apart: not.
+    labels = cluster_cells(cells((4, 7, 7), (6, 7, 8), (8, 7, 10)), link_px=1.5, link_groups=2)
+    assert same_cluster(labels, 0, 1)
+    assert not same_cluster(labels, 1, 2)
+
+
+def test_linking_is_transitive_along_a_chain():
+    chain = cells(*[(k, 20, 10 + k) for k in range(8)])
+    assert np.unique(cluster_cells(chain)).size == 1
+
+
+# --- classification ----------------------------------------------------------------
+
+
+def classify(c, **kwargs):
+    return classify_events(c, cluster_cells(c), **kwargs)
+
+
+def block(k, y0, x0, h, w):
+    return [(k, y, x) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
+
+
+def test_compact_one_instant_cluster_is_cosmic_ray():
+    ev = classify(cells(*block(7, 10, 10, 2, 2)))
+    assert list(ev.kind) == [COSMIC_RAY]
+
+
+def test_single_cell_is_cosmic_ray():
+    assert list(classify(cells((3, 4, 5))).kind) == [COSMIC_RAY]
+
+
+def test_large_one_instant_cluster_is_shower():
+    ev = classify(cells(*block(7, 10, 10, 6, 6)), shower_min_pixels=30)
+    assert list(ev.kind) == [SHOWER]
+
+
+def test_shower_threshold_is_inclusive():
+    c = cells(*block(7, 10, 10, 5, 6))  # 30 pixels
+    assert list(classify(c, shower_min_pixels=30).kind) == [SHOWER]
+    assert list(classify(c, shower_min_pixels=31).kind) == [COSMIC_RAY]
+
+
+def test_cosmic_ray_with_afterglow_in_next_difference_is_cosmic_ray():
+    c = cells(*block(7, 10, 10, 2, 2), *block(8, 10, 10, 2, 2))
+    assert list(classify(c).kind) == [COSMIC_RAY]
+
+
+def test_one_pixel_at_many_instants_is_pixel_noise():
+    c = cells(*[(k, 30, 40) for k in (2, 3, 5, 6, 8)])
+    assert list(classify(c).kind) == [PIXEL_NOISE]
+
+
+def test_diagonal_walk_over_three_differences_is_mover_candidate():
+    c = cells((10, 20, 20), (11, 21, 21), (12, 22, 22))
+    assert list(classify(c).kind) == [MOVER]
+
+
+def test_long_walk_with_wide_footprint_is_mover_candidate():
+    # A bright mover: 2x2 pixels flagged per difference, moving 0.5 px per difference.
+    c = cells(*[cell for k in range(16) for cell in block(k, 10 + k // 2, 5 + k // 2, 2, 2)])
+    assert list(classify(c).kind) == [MOVER]
+
+
+def test_walk_over_two_differences_is_not_mover_candidate():
+    c = cells((10, 20, 20), (11, 21, 21))
+    assert classify(c).kind[0] != MOVER
+
+
+def test_min_mover_groups_sets_required_duration():
+    c = cells(*[(k, 20 + k, 20 + k) for k in range(4)])
+    assert list(classify(c, min_mover_groups=4).kind) == [MOVER]
+    assert classify(c, min_mover_groups=5).kind[0] != MOVER
+
+
+def test_stationary_blob_at_many_instants_is_not_mover_candidate():
+    c = cells(*[cell for k in range(6) for cell in block(k, 10, 10, 2, 2)])
+    assert classify(c).kind[0] != MOVER
+
+
+def test_mixed_scene_is_labelled_event_by_event():
+    cr = block(3, 5, 5, 2, 2)
+    shower = block(9, 40, 40, 6, 6)
+    noise = [(k, 60, 2) for k in (1, 3, 5)]
+    mover = [(k, 20 + k, 30 + k) for k in range(10, 16)]
+    c = cells(*cr, *shower, *noise, *mover)
+    ev = classify(c)
+    assert len(ev.kind) == 4
+    kind_of_cell = ev.kind[ev.label]
+    n_cr, n_sh, n_no = len(cr), len(shower), len(noise)
+    assert np.all(kind_of_cell[:n_cr] == COSMIC_RAY)
+    assert np.all(kind_of_cell[n_cr : n_cr + n_sh] == SHOWER)
+    assert np.all(kind_of_cell[n_cr + n_sh : n_cr + n_sh + n_no] == PIXEL_NOISE)
+    assert np.all(kind_of_cell[n_cr + n_sh + n_no :] == MOVER)
+    assert ev.counts() == {"cosmic_ray": 1, "shower": 1, "mover_candidate": 1, "pixel_noise": 1}
+
+
+def test_classify_no_cells_gives_no_events():
+    ev = classify(cells())
+    assert ev.kind.size == 0
+    assert ev.counts() == dict.fromkeys(EVENT_KINDS, 0)
+
+
+# --- Events ------------------------------------------------------------------------
+
+
+def test_counts_name_every_kind():
+    ev = Events(cells=cells((0, 0, 0), (5, 5, 5)), label=np.array([0, 1]), kind=np.array([0, 0]))
+    assert ev.counts() == {"cosmic_ray": 2, "shower": 0, "mover_candidate": 0, "pixel_noise": 0}
+
+
+def test_cells_of_returns_one_event():
+    c = cells((0, 0, 0), (5, 5, 5), (6, 5, 5))
+    ev = Events(cells=c, label=np.array([0, 1, 1]), kind=np.array([COSMIC_RAY, PIXEL_NOISE]))
+    np.testing.assert_array_equal(ev.cells_of(1), c[1:])
+
+
+def test_mask_of_kinds_marks_only_cells_of_those_kinds():
+    c = cells((0, 1, 1), (2, 3, 3), (4, 0, 2))
+    ev = Events(cells=c, label=np.array([0, 1, 2]), kind=np.array([COSMIC_RAY, MOVER, SHOWER]))
+    mask = ev.mask_of_kinds((5, 4, 4), (COSMIC_RAY, SHOWER))
+    assert mask.shape == (5, 4, 4) and mask.dtype == bool
+    assert mask.sum() == 2
+    assert mask[0, 1, 1] and mask[4, 0, 2] and not mask[2, 3, 3]
+
+
+def test_mask_of_no_matching_kinds_is_empty():
+    ev = Events(cells=cells((0, 1, 1)), label=np.array([0]), kind=np.array([MOVER]))
+    assert not ev.mask_of_kinds((2, 3, 3), (COSMIC_RAY,)).any()
+
+
+# --- fitopt check ------------------------------------------------------------------
+
+
+def ramp_and_fitopt(nints=2, ny=8, nx=10, fit_shape=None):
+    r = datamodels.RampModel(data=np.zeros((nints, 5, ny, nx), np.float32))
+    f = datamodels.RampFitOutputModel(
+        slope=np.zeros(fit_shape or (nints, 3, ny, nx), np.float32)
+    )
+    for m in (r, f):
+        m.meta.exposure.start_time = 60000.5
+        m.meta.instrument.detector = "MIRIMAGE"
+        m.meta.instrument.filter = "F770W"
+        m.meta.observation.program_number = "01234"
+    return r, f
+
+
+def test_matching_fitopt_passes():
+    check_fitopt(*ramp_and_fitopt())
+
+
+@pytest.mark.parametrize("fit_shape", [(2, 3, 8, 9), (2, 3, 7, 10), (1, 3, 8, 10), (3, 1, 8, 10)])
+def test_fitopt_of_other_shape_raises_naming_shape(fit_shape):
+    r, f = ramp_and_fitopt(fit_shape=fit_shape)
+    with pytest.raises(ValueError, match="shape") as err:
+        check_fitopt(r, f)
+    assert str(fit_shape) in str(err.value)
+    assert "_fitopt" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("instrument", "filter", "F1000W"),
+        ("exposure", "start_time", 60001.5),
+        ("observation", "program_number", "04321"),
+        ("instrument", "detector", "MIRIFULONG"),
+    ],
+)
+def test_fitopt_from_other_exposure_raises_naming_metadata(section, key, value):
+    r, f = ramp_and_fitopt()
+    setattr(getattr(f.meta, section), key, value)
+    with pytest.raises(ValueError, match=rf"meta\.{section}\.{key}") as err:
+        check_fitopt(r, f)
+    assert repr(value) in str(err.value)
+
+
+def test_metadata_missing_on_one_side_is_not_a_mismatch():
+    r, f = ramp_and_fitopt()
+    f.meta.instrument.filter = None
+    check_fitopt(r, f)
