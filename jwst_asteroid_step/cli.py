@@ -111,6 +111,49 @@ def simulate(args):
     return 0
 
 
+def inject(args):
+    """Add synthetic movers to an existing ramp; write it and its truth table."""
+    from stdatamodels.jwst import datamodels
+
+    from .simulate import Mover, inject_movers, save_truth, shift_inject
+
+    def numbers(text, n_min, n_max, what):
+        values = [float(v) for v in text.split(",")]
+        if not n_min <= len(values) <= n_max:
+            raise SystemExit(f"{what} needs {n_min}-{n_max} comma-separated numbers, got {text!r}")
+        return values
+
+    specs = [numbers(m, 4, 5, "--mover") for m in args.mover]
+    model = datamodels.RampModel(args.input)
+    if args.filter:
+        model.meta.instrument.filter = args.filter
+    noise = dict(read_noise_cds=args.read_noise, gain=args.gain, saturation=args.saturation)
+    if args.method == "charge":
+        if args.snr is None and any(len(s) < 5 for s in specs):
+            raise SystemExit("Give each --mover a flux (x,y,vx,vy,flux) or use --snr")
+        movers = [Mover(x, y, vx, vy, rest[0] if rest else 0.0, t_ref=args.t_ref)
+                  for x, y, vx, vy, *rest in specs]
+        new, truth = inject_movers(model, movers, snr=args.snr, seed=args.seed, **noise)
+    else:
+        if len(specs) != 1 or len(specs[0]) != 4:
+            raise SystemExit("--method shift takes exactly one --mover x,y,vx,vy (the star and "
+                             "its new velocity)")
+        x, y, vx, vy = specs[0]
+        to = numbers(args.to, 2, 2, "--to") if args.to else None
+        new, truth = shift_inject(model, (x, y), (vx, vy), to=to, t_ref=args.t_ref,
+                                  interpolation=args.interpolation, **noise)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    new.meta.filename = output.name
+    new.save(output, overwrite=True)
+    root = output.with_name(output.name.removesuffix(".fits"))
+    paths = save_truth(truth, root)
+    print(f"Wrote {output}, {paths['truth']}")
+    truth["id", "integration", "x", "y", "vx", "vy", "flux", "snr", "snr_optimal"].pprint(
+        max_width=200)
+    return 0
+
+
 def _parser():
     from .psf import FILTER_FWHM
     from .simulate.metadata import SUBARRAYS
@@ -148,6 +191,30 @@ def _parser():
                         "flagging the first and last groups as firstframe/lastframe do")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=simulate)
+
+    p = sub.add_parser("inject", help="add synthetic movers to an existing ramp (uncal/ramp file)")
+    p.add_argument("input", help="a RampModel file, e.g. <root>_uncal.fits")
+    p.add_argument("output", help="the new ramp; its truth goes to <output stem>_truth.ecsv")
+    p.add_argument("--mover", action="append", required=True, metavar="X,Y,VX,VY[,FLUX]",
+                   help="position (px) at --t-ref, velocity (px/s) and flux (DN/s); repeat for "
+                        "more movers.  With --method shift: the star to move and its velocity")
+    p.add_argument("--snr", type=float, default=None,
+                   help="matched-filter SNR for every mover instead of a flux (charge method)")
+    p.add_argument("--method", choices=["charge", "shift"], default="charge",
+                   help="add rendered charge, or shift a real star's group differences")
+    p.add_argument("--t-ref", type=float, default=0.0,
+                   help="s since the integration's first read at which the mover is at X,Y")
+    p.add_argument("--to", default=None, metavar="X,Y",
+                   help="shift method: put the moving copy here (leaving the star); default in place")
+    p.add_argument("--interpolation", choices=["fourier", "bilinear", "integer"], default="fourier",
+                   help="shift method: sub-pixel shifts")
+    p.add_argument("--filter", default=None, choices=sorted(FILTER_FWHM),
+                   help="PSF filter when the file has no FILTER keyword")
+    p.add_argument("--read-noise", type=float, default=7.0, help="CDS read noise, DN")
+    p.add_argument("--gain", type=float, default=4.0, help="e/DN")
+    p.add_argument("--saturation", type=float, default=50000.0, help="raw DN")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=inject)
     return parser
 
 

@@ -86,7 +86,7 @@ class AsteroidDetector1Pipeline(Detector1Pipeline):
         "asteroid_detect": AsteroidDetectStep,
     }
 
-    get_stpipe_loggers = AsteroidDetectStep.get_stpipe_loggers
+    get_stpipe_loggers = staticmethod(AsteroidDetectStep.get_stpipe_loggers)
 
     @classmethod
     def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):

@@ -101,6 +101,26 @@ class PSFModel:
             out = out + frac * self._profile_1d(dx, sigma) * self._profile_1d(dy, sigma)
         return out
 
+    def _profile_1d_derivative(self, offsets, sigma):
+        """Derivative of :meth:`_profile_1d` with respect to the offset."""
+        c = 1.0 / (np.sqrt(2.0 * np.pi) * sigma)
+        return c * (np.exp(-0.5 * ((offsets + 0.5) / sigma) ** 2) - np.exp(-0.5 * ((offsets - 0.5) / sigma) ** 2))
+
+    def pixel_fraction_gradient(self, dx, dy):
+        """:meth:`pixel_fraction` and its derivatives with respect to ``dx`` and ``dy``.
+
+        Returns
+        -------
+        f, df_ddx, df_ddy : ndarray
+        """
+        f = gx = gy = 0.0
+        for frac, sigma in self.components:
+            px, py = self._profile_1d(dx, sigma), self._profile_1d(dy, sigma)
+            f = f + frac * px * py
+            gx = gx + frac * self._profile_1d_derivative(dx, sigma) * py
+            gy = gy + frac * px * self._profile_1d_derivative(dy, sigma)
+        return f, gx, gy
+
     def render(self, xs, ys, x_grid, y_grid):
         """Mean pixel-integrated PSF over a set of sub-sample positions.
 

@@ -134,7 +134,8 @@ class AsteroidDetectStep(Step):
         if fitopt is not None:
             with _open_model(fitopt, datamodels.RampFitOutputModel) as segments:
                 check_fitopt(model, segments)
-                fitopt_name = segments.meta.filename or str(fitopt)
+            # ramp_fit names its in-memory product after the ramp; only a file is a file.
+            fitopt_name = str(fitopt) if isinstance(fitopt, str | Path) else "in-memory RampFitOutputModel"
         gain, read_noise = self._noise_arrays(model)
         config = DetectionConfig.from_mapping(self.get_pars())
         table, counts = find_movers(

@@ -323,3 +323,316 @@ def test_pointing_and_subarrays_match_pysiaf():
     assert got[0] == pytest.approx(ra % 360, abs=1e-8)
     assert got[1] == pytest.approx(dec, abs=1e-8)
     assert got[2] == pytest.approx(pa % 360, abs=1e-6)
+
+
+# --- Realism and physics checks (issue 3, "The measuring bench") ----------------------
+
+from jwst_asteroid_step.psf import FILTER_FWHM  # noqa: E402
+from jwst_asteroid_step.offline import REAL_DATA_DIR  # noqa: E402
+from jwst_asteroid_step.ramp.noise import matched_filter_snr_correlated  # noqa: E402
+from jwst_asteroid_step.simulate import (  # noqa: E402
+    FILTER_BACKGROUND,
+    SHOWER_RATE,
+    ShowerModel,
+    cdp7_pixel_dq,
+    draw_showers,
+)
+from jwst_asteroid_step.simulate.group_flags import valid_differences  # noqa: E402
+
+CDP7 = REAL_DATA_DIR / "MIRI_FM_MIRIMAGE_MASK_07.02.01.fits.gz"
+REAL_RAMP = REAL_DATA_DIR / "MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits"
+# The same, with no showers either.
+SILENT = dict(QUIET, shower_rate=0.0)
+
+
+def test_every_filter_has_a_background_rising_with_wavelength():
+    assert set(FILTER_BACKGROUND) == set(FILTER_FWHM)
+    broad = [f for f in sorted(FILTER_BACKGROUND, key=lambda f: int(f[1:-1])) if f != "F1130W"]
+    levels = [FILTER_BACKGROUND[f] for f in broad]
+    assert levels == sorted(levels)
+    assert FILTER_BACKGROUND["F560W"] < 3 and FILTER_BACKGROUND["F2550W"] > 100
+
+
+@pytest.mark.parametrize("filt", ["F560W", "F2550W"])
+def test_default_background_is_the_filters(filt):
+    model, truth = simulate_ramp(subarray="SUB64", ngroups=12, filter=filt, cosmic_ray_rate=0.0,
+                                 shower_rate=0.0, saturation=1e9, seed=21)
+    gt = model.meta.exposure.group_time
+    reads = model.data[0][:, :, sensitive_mask("SUB64")].astype(float)
+    slope = (reads[-2] - reads[1]) / ((reads.shape[0] - 3) * gt)
+    assert truth.meta["background_mean"] == FILTER_BACKGROUND[filt]
+    # Mean slope = rate; its error is read noise of two reads plus shot noise.
+    n = slope.size
+    sigma = np.sqrt((7.0**2 + FILTER_BACKGROUND[filt] * 9 * gt / 4.0) / n) / (9 * gt)
+    assert abs(np.mean(slope) - FILTER_BACKGROUND[filt]) < 5 * sigma
+
+
+def test_adjacent_differences_share_a_read():
+    """Read noise is per read: adjacent differences have covariance -rn**2/2."""
+    rn, background, gain = 7.0, 100.0, 4.0
+    model, _ = simulate_ramp(subarray="SUB64", ngroups=40, background=background, read_noise_cds=rn,
+                             gain=gain, cosmic_ray_rate=0.0, shower_rate=0.0, saturation=1e9, seed=22)
+    d = np.diff(model.data[0].astype(float), axis=0)[:, :, sensitive_mask("SUB64")]
+    d -= d.mean(axis=0)
+    cov1 = np.mean(d[1:] * d[:-1])
+    cov2 = np.mean(d[2:] * d[:-2])
+    assert cov1 == pytest.approx(-rn**2 / 2, rel=0.05)
+    assert abs(cov2) < 0.05 * rn**2
+
+
+def test_real_ramp_differences_are_anticorrelated_too():
+    """The real ground-test ramp shows the same per-read structure (corr near -1/2)."""
+    if not REAL_RAMP.exists():
+        pytest.skip("real MIRI data not found")
+    d = fits.getdata(REAL_RAMP, "SCI").astype(float)[:, :, :, 4:]
+    d = np.diff(d, axis=1)[:, 5:-1]  # past the reset anomaly, before the last frame
+    d -= np.median(d, axis=1, keepdims=True)
+    ok = np.abs(d) < 40  # leave out cosmic rays
+    both = ok[:, 1:] & ok[:, :-1]
+    corr = np.mean((d[:, 1:] * d[:, :-1])[both]) / np.var(d[ok])
+    assert -0.5 <= corr <= -0.3
+
+
+@pytest.mark.parametrize("speed", [0.005, 5.0])
+def test_slowest_and_fastest_movers_deposit_flux_times_time(speed):
+    flux, ngroups = 60.0, 40
+    gt = group_time_for("SUB256")
+    x0 = 128.0 if speed < 1 else 20.0
+    mover = Mover(x0, 100.0, vx=speed / gt, vy=0.2 * speed / gt, flux=flux)
+    model, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, movers=[mover],
+                                 flag_edges=False, saturation=1e9, **SILENT)
+    collected = float(np.sum(model.data[0, -1].astype(float) - model.data[0, 0]))
+    assert collected == pytest.approx(flux * (ngroups - 1) * gt, rel=3e-3)
+    assert truth["speed_px_per_group"][0] == pytest.approx(speed * np.hypot(1, 0.2))
+    assert truth["n_groups_on_detector"][0] == ngroups
+
+
+def test_mover_entering_mid_ramp():
+    """A mover entering through the left edge: on-detector reads and on-array charge."""
+    flux, ngroups = 100.0, 60
+    gt = group_time_for("SUB256")
+    vx = 1.5 / gt
+    mover = Mover(-20.0, 128.0, vx=vx, vy=0.0, flux=flux)  # BRIGHTSKY-like: SUB256 has no ref cols
+    model, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, movers=[mover],
+                                 flag_edges=False, saturation=1e9, **SILENT)
+    t_in = (-0.5 - -20.0) / vx  # centre crosses the first column's outer edge
+    t_end = (ngroups - 1) * gt
+    collected = float(np.sum(model.data[0, -1].astype(float) - model.data[0, 0]))
+    assert collected == pytest.approx(flux * (t_end - t_in), rel=0.01)
+    k_in = int(np.ceil(t_in / gt))
+    assert truth["n_groups_on_detector"][0] == ngroups - k_in
+    assert truth["x_start"][0] == pytest.approx(-20.0)
+    # Its SNR counts only on-array cells: the same as a mover starting at the edge
+    # and moving for the same time.
+    inside = Mover(-0.5, 128.0, vx=vx, vy=0.0, flux=flux, t_ref=t_in)
+    _, t2 = simulate_ramp(subarray="SUB256", ngroups=ngroups, movers=[inside], flag_edges=False,
+                          background=5.0, cosmic_ray_rate=0.0, shower_rate=0.0, seed=1)
+    _, t1 = simulate_ramp(subarray="SUB256", ngroups=ngroups, movers=[mover], flag_edges=False,
+                          background=5.0, cosmic_ray_rate=0.0, shower_rate=0.0, seed=1)
+    assert t1["snr"][0] == pytest.approx(t2["snr"][0], rel=1e-9)
+
+
+def test_mover_crossing_a_star():
+    """Charge adds up over the star; the star's shot noise lowers the mover's SNR."""
+    flux, ngroups = 40.0, 30
+    gt = group_time_for("SUB128")
+    star = Star(70.0, 64.0, 2000.0)
+    mover = Mover(70.0, 64.0, vx=0.5 / gt, vy=0.0, flux=flux, t_ref=(ngroups - 1) * gt / 2)
+    kw = dict(subarray="SUB128", ngroups=ngroups, flag_edges=False, saturation=1e9, **SILENT)
+    with_star, truth = simulate_ramp(movers=[mover], **{**kw, "stars": [star]})
+    star_only, _ = simulate_ramp(**{**kw, "stars": [star]})
+    mover_charge = float(np.sum(with_star.data[0, -1].astype(float) - star_only.data[0, -1]))
+    assert mover_charge == pytest.approx(flux * (ngroups - 1) * gt, rel=3e-3)
+    noisy = dict(subarray="SUB128", ngroups=ngroups, movers=[mover], background=5.0,
+                 cosmic_ray_rate=0.0, shower_rate=0.0, seed=2)
+    _, t_star = simulate_ramp(stars=[Star(70.0, 64.0, 2e4)], **noisy)
+    _, t_free = simulate_ramp(stars=[], **noisy)
+    assert t_star["snr"][0] < 0.97 * t_free["snr"][0]
+
+
+def _monte_carlo_snr(speed, background, read_noise, n_real=400, ngroups=16):
+    """Truth SNRs, and mean/std of two matched filters over many noise realisations.
+
+    Each integration of one simulated exposure holds the same mover at the same place
+    and time, so the integrations are independent realisations of one template.
+    """
+    gain, gt = 4.0, group_time_for("SUB64")
+    t_ref, vx, vy = ngroups * gt / 2, 0.8 * speed / gt, 0.6 * speed / gt
+    flux = snr_to_flux(8.0, vx, vy, x=36.2, y=31.7, t_ref=t_ref, ngroups=ngroups, subarray="SUB64",
+                       background=background, read_noise_cds=read_noise, gain=gain)
+    movers = [Mover(36.2, 31.7, vx, vy, flux, t_ref, i) for i in range(1, n_real + 1)]
+    model, truth = simulate_ramp(subarray="SUB64", ngroups=ngroups, nints=n_real, movers=movers,
+                                 background=background, read_noise_cds=read_noise, gain=gain,
+                                 cosmic_ray_rate=0.0, shower_rate=0.0, saturation=1e9, seed=23)
+    # The known template, over the valid differences of the pixels it touches.
+    t0, t1 = difference_intervals(ngroups, gt)
+    s = mover_differences(36.2, 31.7, vx, vy, flux, t_ref, t0, t1, psf_for_filter("F770W"),
+                          np.arange(72.0), np.arange(64.0))
+    s[:, :, :4] = 0.0
+    valid = valid_differences(ngroups)
+    s = s[valid].reshape(valid.sum(), -1)
+    keep = s.max(axis=0) > 1e-6 * s.max()
+    s = s[:, keep]
+    b = background * gt
+    d = np.diff(model.data.astype(float), axis=1)[:, valid].reshape(n_real, valid.sum(), -1)
+    d = d[:, :, keep] - b
+    var = difference_variance(s + b, read_noise, gain)
+    # Filter 1: DESIGN.md §3 weights s / var.  Filter 2: the ideal C^-1 s with the
+    # true per-pixel covariance (dense solve, independent of the package's code).
+    out_diag = np.einsum("nkp,kp->n", d, s / var)
+    k = s.shape[0]
+    ideal = np.empty_like(s)
+    off = np.full(k - 1, -read_noise**2 / 2)
+    for p in range(s.shape[1]):
+        cov = np.diag(var[:, p]) + np.diag(off, 1) + np.diag(off, -1)
+        ideal[:, p] = np.linalg.solve(cov, s[:, p])
+    out_ideal = np.einsum("nkp,kp->n", d, ideal)
+    analytic = matched_filter_snr_correlated(s, b, np.ones_like(s, bool), read_noise, gain)
+    return (truth[0], out_diag.mean() / out_diag.std(), out_ideal.mean() / out_ideal.std(),
+            analytic)
+
+
+def test_matched_filter_snr_matches_monte_carlo_when_shot_noise_dominates():
+    """Truth ``snr`` (DESIGN.md §3) = mean/std of the s/var matched filter over realisations.
+
+    Shot noise dominates (3000 DN/s on SUB64: 255 DN per difference), so the
+    differences are nearly independent and the DESIGN formula holds.
+    """
+    row, mc_diag, mc_ideal, (opt, diag) = _monte_carlo_snr(0.3, 3000.0, 3.0)
+    assert row["snr"] == pytest.approx(8.0, rel=1e-6)
+    assert mc_diag == pytest.approx(row["snr"], rel=0.10)
+    assert mc_ideal == pytest.approx(row["snr_optimal"], rel=0.10)
+
+
+def test_optimal_snr_matches_monte_carlo_when_read_noise_dominates():
+    """With read noise dominant, ``snr_optimal`` (correlated reads) matches the ideal
+    filter's Monte-Carlo SNR, and the DESIGN formula underestimates what even its own
+    s/var filter achieves, because a slow mover's read noise cancels along the ramp."""
+    row, mc_diag, mc_ideal, (opt, diag) = _monte_carlo_snr(0.3, 5.0, 7.0)
+    assert opt == pytest.approx(row["snr_optimal"], rel=1e-6)
+    assert mc_ideal == pytest.approx(row["snr_optimal"], rel=0.10)
+    assert mc_diag == pytest.approx(diag, rel=0.10)
+    assert mc_diag > 2 * row["snr"]
+
+
+def test_shower_rate_matches_parameter():
+    rng = np.random.default_rng(24)
+    shape, ngroups, gt = (128, 136), 50, 0.11904
+    sensitive = sensitive_mask("SUB128")
+    rate = 2000 * SHOWER_RATE
+    n_pix = shape[0] * sensitive.sum()
+    mu_one = rate * n_pix * PIXEL_AREA_CM2 * (ngroups - 1) * gt
+    counts = [len(draw_showers(rng, shape, ngroups, gt, rate, None, sensitive)[0])
+              for _ in range(300)]
+    mu = 300 * mu_one
+    assert abs(sum(counts) - mu) < 4 * np.sqrt(mu)
+    # The default is one per 160 s on the full array's 1024 x 1024 sensitive pixels.
+    assert SHOWER_RATE * 1024 * 1024 * PIXEL_AREA_CM2 * 160.0 == pytest.approx(1.0)
+    assert len(draw_showers(rng, shape, ngroups, gt, 0.0)[0]) == 0
+
+
+def test_shower_shape_and_leak():
+    """A shower: hundreds of pixels, low prompt charge, then a slow leak (analytic)."""
+    rng = np.random.default_rng(25)
+    model = ShowerModel(amplitude_range=(10.0, 10.0), area_range=(400.0, 400.0),
+                        leak_fraction=0.5, leak_time=6.0)
+    shape, ngroups, gt = (1024, 1032), 60, 2.77504
+    events, dep = draw_showers(rng, shape, ngroups, gt, 50 * SHOWER_RATE, model)
+    assert len(events) > 5
+    for ev in events[:5]:
+        if not (30 < ev["x"] < 1000 and 30 < ev["y"] < 990):
+            continue
+        # Paraboloid of peak 10 DN over 400 px: 2000 DN prompt, ~400 pixels.
+        assert ev["n_pixels"] == pytest.approx(400, rel=0.05)
+        assert ev["prompt"] == pytest.approx(0.5 * 10.0 * 400, rel=0.05)
+        t_left = (ngroups - 1) * gt - ev["t_int"]
+        assert ev["leak"] == pytest.approx(0.5 * ev["prompt"] * (1 - np.exp(-t_left / 6.0)),
+                                           rel=1e-3 + np.exp(-t_left / 6.0) + 2e-3)
+    assert dep["dn"].max() <= 10.0 + 1e-9
+    assert dep["dn"].sum() == pytest.approx(events["prompt"].sum() + events["leak"].sum())
+
+
+def test_shower_in_a_ramp_is_a_step_then_a_leak():
+    model = ShowerModel(amplitude_range=(20.0, 20.0), area_range=(600.0, 600.0),
+                        leak_fraction=0.5, leak_time=6.0)
+    ramp, truth = simulate_ramp(subarray="FULL", ngroups=12, shower_rate=30 * SHOWER_RATE,
+                                shower_model=model, seed=26, flag_edges=False, **QUIET)
+    showers = truth.meta["showers"]
+    assert len(showers) == sum(truth.meta["n_showers"]) > 0
+    ev = showers[0]
+    d = np.diff(ramp.data[0].astype(float), axis=0)
+    k = ev["group"] - 1
+    y, x = int(round(ev["y"])), int(round(ev["x"]))
+    # Prompt at the centre (~peak) plus the leak released in the rest of that difference.
+    after = (k + 1) * 2.77504 - ev["t_int"]
+    expected = 20.0 * (1 + 0.5 * (1 - np.exp(-after / 6.0)))
+    assert d[k, y, x] == pytest.approx(expected, rel=0.05)
+    if k + 1 < d.shape[0]:
+        nxt = 10.0 * (np.exp(-after / 6.0) - np.exp(-(after + 2.77504) / 6.0))
+        assert d[k + 1, y, x] == pytest.approx(nxt, rel=0.05)
+
+
+def test_bad_pixels_from_cdp7():
+    if not CDP7.exists():
+        pytest.skip("CDP7 mask not found")
+    raw = fits.getdata(CDP7, "DQ").astype(np.uint32)
+    full = cdp7_pixel_dq("FULL")
+    pix = dqflags.pixel
+    for bit, name in [(1, "DO_NOT_USE"), (2, "DEAD"), (4, "HOT"), (8, "UNRELIABLE_SLOPE"),
+                      (16, "RC"), (32, "REFERENCE_PIXEL")]:
+        np.testing.assert_array_equal((raw & bit) != 0, (full & pix[name]) != 0)
+    # Subarrays are cut at their 1-based corner.
+    sub = SUBARRAYS["SUB128"]
+    np.testing.assert_array_equal(
+        cdp7_pixel_dq("SUB128"),
+        full[sub["ystart"] - 1 : sub["ystart"] - 1 + 128, sub["xstart"] - 1 : sub["xstart"] - 1 + 136])
+
+    # Only the full array has dead pixels (42 of them).
+    model, truth = simulate_ramp(subarray="FULL", ngroups=5, background=50.0,
+                                 bad_pixels="cdp7", cosmic_ray_rate=0.0, shower_rate=0.0,
+                                 hot_pixel_rate_range=(500.0, 500.0), saturation=1e9, seed=27)
+    assert np.all((model.pixeldq & full) == full)
+    slope = (model.data[0, -2] - model.data[0, 1]).astype(float) / (2 * model.meta.exposure.group_time)
+    dead = (model.pixeldq & pix["DEAD"]) != 0
+    hot = ((model.pixeldq & pix["HOT"]) != 0) & ~dead
+    good = model.pixeldq == 0
+    assert dead.any() and hot.any()
+    assert truth.meta["n_dead_pixels"] == dead.sum()
+    # Dead: no charge at all (read noise only); hot: background plus 500 DN/s.
+    assert abs(np.mean(slope[dead])) < 1.0
+    assert np.mean(slope[hot]) == pytest.approx(550.0, rel=0.05)
+    assert np.mean(slope[good]) == pytest.approx(50.0, rel=0.02)
+
+
+def test_rscd_flags_match_jwst():
+    """rscd=(skip1, skip) flags exactly what jwst 3.0's RSCD step flags, back-off included."""
+    correction_skip_groups = pytest.importorskip("jwst.rscd.rscd_sub").correction_skip_groups
+    bright = [Star(36.0, 32.0, 3e6)]  # saturates in the first few groups: back-off
+    for ngroups, nints, skip in [(12, 3, (2, 4)), (5, 2, (1, 3)), (7, 2, (1, 6))]:
+        kw = dict(subarray="SUB64", ngroups=ngroups, nints=nints, stars=bright,
+                  cosmic_ray_rate=0.0, seed=28)
+        plain, _ = simulate_ramp(**kw)
+        ref = correction_skip_groups(plain.copy(), *skip)
+        mine, truth = simulate_ramp(rscd=skip, **kw)
+        np.testing.assert_array_equal(mine.groupdq, ref.groupdq)
+        np.testing.assert_array_equal(mine.pixeldq, ref.pixeldq)
+    assert np.any(mine.pixeldq & dqflags.pixel["FLUX_ESTIMATED"])
+    # The truth SNR leaves out the RSCD groups of integrations 2+.
+    gt = group_time_for("SUB64")
+    m = Mover(20.0, 20.0, 0.2 / gt, 0.0, 200.0)
+    _, t_plain = simulate_ramp(subarray="SUB64", ngroups=20, nints=2, movers=[m], seed=1)
+    _, t_rscd = simulate_ramp(subarray="SUB64", ngroups=20, nints=2, movers=[m], rscd=(1, 5),
+                              seed=1)
+    assert t_rscd["snr"][0] == pytest.approx(t_plain["snr"][0])
+    assert t_rscd["snr"][1] < t_plain["snr"][1]
+
+
+def test_slow_readout_and_multiple_integrations():
+    model, truth = simulate_ramp(subarray="FULL", readpatt="SLOWR1", ngroups=3, nints=2,
+                                 background=2.0, cosmic_ray_rate=0.0, shower_rate=0.0, seed=29)
+    gt = model.meta.exposure.group_time
+    assert gt == pytest.approx(23.88992)
+    assert model.data.shape == (2, 3, 1024, 1032)
+    assert truth.meta["integration_period"] == pytest.approx(4 * gt)  # one reset frame
+    slope = (model.data[:, 2] - model.data[:, 0])[:, :, 4:1028].astype(float) / (2 * gt)
+    assert np.mean(slope) == pytest.approx(2.0, rel=0.01)

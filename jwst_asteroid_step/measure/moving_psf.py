@@ -73,7 +73,14 @@ class MovingFit:
 
 
 class _Cells:
-    """The pixel-differences near a path, flattened for fast model evaluation."""
+    """The pixel-differences near a path, flattened for fast model evaluation.
+
+    Sky pixels contribute the differences during which the source is near them,
+    with the sky level as known background.  Pixels with a background of their own
+    (stars, or a bright track whose median holds source flux) contribute their whole
+    time series, and their background is a free parameter profiled out of the fit
+    (:meth:`project`): exact however slow the source, and no wing of it can leak in.
+    """
 
     def __init__(self, diff, exclude, background, own, var0, group_time, psf, x, y, vx, vy, t_ref,
                  margin):
@@ -94,24 +101,58 @@ class _Cells:
             ks.append(np.full(gx.size, k))
             ys.append(gy.ravel())
             xs.append(gx.ravel())
-        if ks:
-            k = np.concatenate(ks)
-            yy = np.concatenate(ys)
-            xx = np.concatenate(xs)
-        else:
-            k = yy = xx = np.zeros(0, dtype=int)
-        local_bg = _off_track_background(diff, exclude, background, own, yy, xx, group_time,
-                                         x, y, vx, vy, t_ref, exclusion=half)
-        d = diff[k, yy, xx].astype(float) - local_bg
+        k, yy, xx = (np.concatenate(a) if a else np.zeros(0, int) for a in (ks, ys, xs))
+        sky = ~own[yy, xx]
+        own_pix = np.unique(yy[~sky] * nx + xx[~sky])
+        oy, ox = np.divmod(own_pix, nx)
+        k = np.concatenate([k[sky], np.repeat(np.arange(nk), own_pix.size)])
+        yy = np.concatenate([yy[sky], np.tile(oy, nk)])
+        xx = np.concatenate([xx[sky], np.tile(ox, nk)])
+        pix_group = np.concatenate([np.full(sky.sum(), -1), np.tile(np.arange(own_pix.size), nk)])
+
+        d = diff[k, yy, xx].astype(float) - background[yy, xx]
         ok = np.isfinite(d) & ~exclude[k, yy, xx] & np.isfinite(var0[yy, xx])
         self.k, self.y, self.x = k[ok], yy[ok].astype(float), xx[ok].astype(float)
         self.data = d[ok]
         self.var0 = var0[yy[ok], xx[ok]].astype(float)
+        self.group = pix_group[ok]
+        self.profiled = self.group >= 0
+        self.n_own = np.unique(self.group[self.profiled]).size
         self.group_time = group_time
         self.psf = psf
         self.n_sub = n_sub_samples(1.5 * np.hypot(vx, vy) + 1e-3, group_time)
         frac = (np.arange(self.n_sub) + 0.5) / self.n_sub
         self.t = (self.k[:, None] + frac[None, :]) * group_time
+
+    def project(self, values, weight, keep):
+        """Remove each own-background pixel's weighted mean from ``values[keep]``.
+
+        Parameters
+        ----------
+        values : ndarray, shape (n,) or (n, m)
+        weight : ndarray, shape (n,)
+            Inverse variances.
+        keep : ndarray, bool, shape (n,)
+
+        Returns
+        -------
+        ndarray, shape of ``values[keep]``
+        """
+        v = values[keep]
+        sel = self.profiled[keep]
+        if not sel.any():
+            return v
+        g = self.group[keep][sel]
+        w = weight[keep][sel]
+        n = self.group.max() + 1
+        wsum = np.maximum(np.bincount(g, w, minlength=n), 1e-300)
+        v = v.copy()
+        if v.ndim == 1:
+            v[sel] -= (np.bincount(g, w * v[sel], minlength=n) / wsum)[g]
+        else:
+            for j in range(v.shape[1]):
+                v[sel, j] -= (np.bincount(g, w * v[sel, j], minlength=n) / wsum)[g]
+        return v
 
     def model(self, p, t_ref):
         x, y, vx, vy, flux = p
@@ -119,30 +160,18 @@ class _Cells:
         f = self.psf.pixel_fraction(self.x[:, None] - (x + vx * dt), self.y[:, None] - (y + vy * dt))
         return flux * self.group_time * f.mean(axis=1)
 
-
-def _off_track_background(diff, exclude, background, own, yy, xx, group_time, x, y, vx, vy, t_ref,
-                          exclusion, min_diffs=5):
-    """Per-cell background; pixels with their own median re-measure it off the track.
-
-    Where the background is the pixel's own median (``own``: stars, or a bright
-    source's track), that median still holds source flux (the PSF wings, or the
-    core for a large share of the ramp); the median of the differences during which
-    the source was farther than ``exclusion`` pixels does not.  Pixels with fewer
-    than ``min_diffs`` such differences, and sky pixels, keep ``background``.
-    """
-    pix, inverse = np.unique(yy * diff.shape[2] + xx, return_inverse=True)
-    py, px = np.divmod(pix, diff.shape[2])
-    tm = (np.arange(diff.shape[0]) + 0.5) * group_time
-    sx = x + vx * (tm - t_ref)
-    sy = y + vy * (tm - t_ref)
-    away = np.maximum(np.abs(px[None] - sx[:, None]), np.abs(py[None] - sy[:, None])) > exclusion
-    col = diff[:, py, px].astype(float)
-    col[~away | exclude[:, py, px]] = np.nan
-    enough = (np.sum(np.isfinite(col), axis=0) >= min_diffs) & own[py, px]
-    local = np.asarray(background, dtype=float)[py, px].copy()
-    if enough.any():
-        local[enough] = np.nanmedian(col[:, enough], axis=0)
-    return local[inverse]
+    def jacobian(self, p, t_ref):
+        """Derivatives of :meth:`model` with respect to (x, y, vx, vy, flux), shape (n, 5)."""
+        x, y, vx, vy, flux = p
+        dt = self.t - t_ref
+        f, gx, gy = self.psf.pixel_fraction_gradient(self.x[:, None] - (x + vx * dt),
+                                                     self.y[:, None] - (y + vy * dt))
+        scale = -flux * self.group_time
+        return np.column_stack([
+            scale * gx.mean(axis=1), scale * gy.mean(axis=1),
+            scale * (gx * dt).mean(axis=1), scale * (gy * dt).mean(axis=1),
+            self.group_time * f.mean(axis=1),
+        ])
 
 
 def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time, psf, guess, margin=2):
@@ -158,8 +187,8 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
         Background per difference (DN), from
         :func:`~jwst_asteroid_step.ramp.differences.scene_background`.
     own : ndarray, bool, shape (ny, nx)
-        Pixels whose background is their own median; near the track these are
-        re-measured from differences taken while the source was away.
+        Pixels with a background of their own; near the track, their background
+        is fitted along with the source.
     read_noise, gain : float or ndarray (ny, nx)
         CDS read noise (DN) and gain (e/DN).
     group_time : float
@@ -179,34 +208,43 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     var0 = np.broadcast_to(difference_variance(background, read_noise, gain), background.shape)
     cells = _Cells(diff, exclude, background, own, var0, group_time, psf,
                    guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin)
-    if cells.data.size < 6:
+    if cells.data.size < 6 + cells.n_own:
         return None
     t_ref = guess.t_ref
-    p0 = np.array([guess.x, guess.y, guess.vx, guess.vy, 0.0])
-    m_unit = cells.model(np.r_[p0[:4], 1.0], t_ref)
-    p0[4] = max(np.sum(cells.data * m_unit / cells.var0) / max(np.sum(m_unit**2 / cells.var0), 1e-30), 1e-3)
-
-    gain_arr = np.broadcast_to(gain, background.shape)[cells.y.astype(int), cells.x.astype(int)]
     keep = np.ones(cells.data.size, dtype=bool)
     var = cells.var0.copy()
+    p0 = np.array([guess.x, guess.y, guess.vx, guess.vy, 1.0])
+    m_unit = cells.project(cells.model(p0, t_ref), 1 / var, keep)
+    d_proj = cells.project(cells.data, 1 / var, keep)
+    p0[4] = max(np.sum(d_proj * m_unit / var) / max(np.sum(m_unit**2 / var), 1e-30), 1e-3)
+
+    gain_arr = np.broadcast_to(gain, background.shape)[cells.y.astype(int), cells.x.astype(int)]
     result = None
     for _ in range(2):
-        sig = np.sqrt(var[keep])
+        w, sig = 1.0 / var, np.sqrt(var[keep])
 
         def residuals(p):
-            return (cells.data[keep] - cells.model(p, t_ref)[keep]) / sig
+            return cells.project(cells.data - cells.model(p, t_ref), w, keep) / sig
 
-        result = least_squares(residuals, p0, x_scale="jac", method="trf")
+        def jacobian(p):
+            return -cells.project(cells.jacobian(p, t_ref), w, keep) / sig[:, None]
+
+        result = least_squares(residuals, p0, jac=jacobian, x_scale="jac", method="lm")
         p0 = result.x
         model = cells.model(p0, t_ref)
         # Second pass: Poisson noise of the source itself, and drop cells the
         # model cannot explain (unflagged cosmic rays near the track).
         var = cells.var0 + np.maximum(model, 0) / gain_arr
-        keep = np.abs(cells.data - model) / np.sqrt(var) < 6.0
+        resid = np.full(cells.data.size, np.inf)
+        resid[keep] = cells.project(cells.data - model, 1.0 / var, keep)
+        keep = np.abs(resid) / np.sqrt(var) < 6.0
+    w = 1.0 / var
     sig = np.sqrt(var[keep])
+    data_p = cells.project(cells.data, w, keep)
+    model_p = cells.project(model, w, keep)
     jac = result.jac
-    dof = max(int(keep.sum()) - 5, 1)
-    chi2 = float(np.sum(((cells.data[keep] - model[keep]) / sig) ** 2))
+    dof = max(int(keep.sum()) - 5 - cells.n_own, 1)
+    chi2 = float(np.sum(((data_p - model_p) / sig) ** 2))
     try:
         cov = np.linalg.inv(jac.T @ jac)
     except np.linalg.LinAlgError:
@@ -221,9 +259,8 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     cov = a @ cov @ a.T
     x, y, t_ref = x + vx * shift, y + vy * shift, t_ref + shift
 
-    snr2_cell = model**2 / var
-    snr = float(np.sqrt(np.sum(snr2_cell[keep])))
-    consistency, n_groups = _temporal_consistency(cells.k[keep], cells.data[keep], model[keep], var[keep])
+    snr = float(np.sqrt(np.sum(model_p**2 / var[keep])))
+    consistency, n_groups = _temporal_consistency(cells.k[keep], data_p, model_p, var[keep])
     return MovingFit(
         x=float(x), y=float(y), vx=float(vx), vy=float(vy), flux=float(flux), t_ref=float(t_ref),
         cov=cov, chi2_dof=chi2 / dof, snr=snr, consistency=consistency, n_groups=n_groups,

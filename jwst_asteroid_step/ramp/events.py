@@ -1,8 +1,9 @@
 """Group JUMP_DET cells into events and label each one (DESIGN.md §1).
 
 In (x, y, t) a cosmic ray is a compact cluster at one instant, a shower a large
-area at one instant, a noisy pixel one pixel at several instants, and a mover a
-cluster whose cells walk across pixels as time goes on.
+area at one instant, pixel noise a single pixel (a noisy pixel flagged at several
+instants, or a lone false flag), and a mover a cluster whose cells walk across
+pixels as time goes on.
 """
 
 from dataclasses import dataclass
@@ -114,7 +115,9 @@ def classify_events(cells, labels, shower_min_pixels=30, min_mover_groups=3):
         c = cells[order[bounds[ev] : bounds[ev + 1]]]
         n_times = np.unique(c[:, 0]).size
         n_pix = np.unique(c[:, 1] * 65536 + c[:, 2]).size
-        if n_pix == 1 and n_times > 1:
+        if n_pix == 1:
+            # One pixel: a noisy or hot pixel, or a lone false 4-sigma flag (real
+            # cosmic rays of jump-flagging size light their neighbours too).
             kind[ev] = PIXEL_NOISE
         elif n_times >= min_mover_groups and _moves(c):
             kind[ev] = MOVER

@@ -83,6 +83,9 @@ def velocity_grid_step(sigma_eff, n_groups, grid_loss=0.1):
 def speed_classes(v_max, max_smear_px=1.0, max_bin=16):
     """Split ``[0, v_max]`` (px/group) into octaves with their time-bin lengths.
 
+    Bin lengths are the finest class's length times powers of two, so the bins of
+    every class are sums of the finest bins.
+
     Parameters
     ----------
     v_max : float
@@ -97,16 +100,15 @@ def speed_classes(v_max, max_smear_px=1.0, max_bin=16):
     list of tuple (v_low, v_high, bin_len)
         Slowest class first.
     """
+    base = max(1, int(np.floor(max_smear_px / v_max)))
     classes = []
-    hi = float(v_max)
+    hi, bin_len = float(v_max), base
     while True:
-        bin_len = max(1, int(np.floor(max_smear_px / hi)))
-        lo = hi / 2.0
-        if max(1, int(np.floor(max_smear_px / lo))) > max_bin:
+        if 2 * bin_len > max_bin:
             classes.append((0.0, hi, bin_len))
             return classes[::-1]
-        classes.append((lo, hi, bin_len))
-        hi = lo
+        classes.append((hi / 2.0, hi, bin_len))
+        hi, bin_len = hi / 2.0, 2 * bin_len
 
 
 def _core_profile(psf, radius):
@@ -121,43 +123,88 @@ def _correlate_separable(image, profile):
     return ndimage.correlate1d(out, profile, axis=1, mode="constant")
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True)
 def _scan(psi, t_bin, vxs, vys, norm, best_snr, best_iv):
+    """For every starting pixel, the best SNR over the velocities and its index."""
     n_bins, ny, nx = psi.shape
-    nv = vxs.size
     for y in numba.prange(ny):
         acc = np.empty(nx, dtype=np.float32)
-        for iv in range(nv):
+        norm_row, best_row, iv_row = norm[y], best_snr[y], best_iv[y]
+        for iv in range(vxs.size):
             acc[:] = 0.0
             for b in range(n_bins):
-                dy = int(np.rint(vys[iv] * t_bin[b]))
-                dx = int(np.rint(vxs[iv] * t_bin[b]))
-                yy = y + dy
+                yy = y + int(np.rint(vys[iv] * t_bin[b]))
                 if yy < 0 or yy >= ny:
                     continue
-                x_lo = max(0, -dx)
-                x_hi = min(nx, nx - dx)
-                for x in range(x_lo, x_hi):
-                    acc[x] += psi[b, yy, x + dx]
+                dx = int(np.rint(vxs[iv] * t_bin[b]))
+                x_lo, x_hi = max(0, -dx), min(nx, nx - dx)
+                # Contiguous 1-D slices so the add vectorises.
+                src = psi[b, yy][x_lo + dx:x_hi + dx]
+                dst = acc[x_lo:x_hi]
+                for i in range(src.size):
+                    dst[i] += src[i]
             for x in range(nx):
-                s = acc[x] * norm[y, x]
-                if s > best_snr[y, x]:
-                    best_snr[y, x] = s
-                    best_iv[y, x] = iv
+                s = acc[x] * norm_row[x]
+                if s > best_row[x]:
+                    best_row[x] = s
+                    iv_row[x] = iv
 
 
 def _velocity_annulus(lo, hi, step):
     n = int(np.ceil(hi / step))
     g = np.arange(-n, n + 1) * step
     vx, vy = np.meshgrid(g, g)
-    speed = np.hypot(vx, vy)
-    sel = (speed <= hi + 0.5 * step) & (speed > lo - 0.5 * step) if lo > 0 else speed <= hi + 0.5 * step
-    return vx[sel].astype(np.float32), vy[sel].astype(np.float32)
+    speed = np.hypot(vx, vy).ravel()
+    sel = (speed <= hi + 0.5 * step) & ((speed > lo - 0.5 * step) if lo > 0 else True)
+    return vx.ravel()[sel].astype(np.float32), vy.ravel()[sel].astype(np.float32)
+
+
+def _bilinear(planes, t_bin, x, y, vx, vy):
+    """Sum over bins of planes sampled bilinearly along tracks; arrays broadcast."""
+    n_bins, ny, nx = planes.shape
+    total = 0.0
+    for b in range(n_bins):
+        px = x + vx * t_bin[b]
+        py = y + vy * t_bin[b]
+        x0 = np.floor(px).astype(int)
+        y0 = np.floor(py).astype(int)
+        fx, fy = px - x0, py - y0
+        for oy, wy in ((0, 1 - fy), (1, fy)):
+            for ox, wx in ((0, 1 - fx), (1, fx)):
+                xi, yi = x0 + ox, y0 + oy
+                inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
+                total = total + np.where(inside, planes[b, np.clip(yi, 0, ny - 1), np.clip(xi, 0, nx - 1)], 0.0) * wx * wy
+    return total
+
+
+def _refine(planes, t_bin, norm, x, y, vx, vy, step):
+    """Best sub-pixel position and sub-grid velocity around a grid point."""
+    dpos = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
+    dvel = np.array([-0.5, 0.0, 0.5]) * step
+    gx, gy, gvx, gvy = np.meshgrid(x + dpos, y + dpos, vx + dvel, vy + dvel, indexing="ij")
+    psi = _bilinear(planes, t_bin, gx, gy, gvx, gvy)
+    nrm = _bilinear(norm[None], np.zeros(1), gx, gy, gvx, gvy)
+    snr = psi * nrm
+    i = np.unravel_index(np.argmax(snr), snr.shape)
+    return float(gx[i]), float(gy[i]), float(gvx[i]), float(gvy[i]), float(snr[i])
+
+
+def _binned_psi(diff, exclude, background, weight, prof, bin_len):
+    """PSF-correlated, weighted residual summed over bins of ``bin_len`` differences."""
+    n_diff = diff.shape[0]
+    n_bins = -(-n_diff // bin_len)
+    planes = np.empty((n_bins,) + diff.shape[1:], dtype=np.float32)
+    for b in range(n_bins):
+        chunk = diff[b * bin_len:(b + 1) * bin_len]
+        bad = ~np.isfinite(chunk) | exclude[b * bin_len:(b + 1) * bin_len]
+        r = np.where(bad, 0.0, chunk - background[None]).sum(axis=0, dtype=np.float32)
+        planes[b] = _correlate_separable(r * weight, prof)
+    return planes
 
 
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
                           snr_threshold=5.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
-                          min_separation=3):
+                          clip_sigma=4.0, min_separation=3):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -165,9 +212,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     diff : ndarray, float32, shape (ndiff, ny, nx)
         Group differences (DN), NaN where unusable.
     exclude : ndarray, bool, shape (ndiff, ny, nx)
-        Cells to leave out (cosmic rays, showers, JUMP_DET cells).
+        Cells to leave out (cosmic rays, showers, noisy pixels).
     background : ndarray, shape (ny, nx)
-        Per-pixel median difference (DN).
+        Background per difference (DN).
     read_noise, gain : float or ndarray, shape (ny, nx)
         CDS read noise (DN) and gain (e/DN).
     psf : PSFModel
@@ -175,13 +222,16 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     v_max : float
         Top speed searched (px/group); the grid reaches down to zero.
     snr_threshold : float
-        Coarse-SNR threshold for candidates.
+        SNR (after sub-grid refinement) a candidate must reach.
     grid_loss : float
         Largest SNR fraction lost to the velocity grid spacing.
     max_smear_px : float
         Largest motion (px) within one time bin.
     max_candidates : int
         Most candidates returned, highest SNR first.
+    clip_sigma : float
+        Each time bin adds at most this many sigma to a track's statistic, so a
+        cosmic-ray remnant the jump step missed cannot make a track on its own.
     min_separation : int
         Half-size (px) of the neighbourhood a candidate must be the maximum of.
 
@@ -189,55 +239,60 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     -------
     candidates : list of SearchCandidate
     stats : dict
-        ``n_velocities`` tested, ``n_trials`` (velocities x pixels) and the number
-        of local maxima above threshold before truncation.
+        ``n_velocities`` tested, ``n_trials`` (velocities x pixels) and
+        ``n_peaks``, grid maxima refined.
     """
     n_diff, ny, nx = diff.shape
-    var = np.broadcast_to(difference_variance(np.nan_to_num(background), read_noise, gain), (ny, nx))
+    var = np.broadcast_to(difference_variance(background, read_noise, gain), (ny, nx))
     weight = (1.0 / var).astype(np.float32)
-    usable = np.isfinite(diff) & ~exclude
-    resid = np.where(usable, diff - background[None], 0.0).astype(np.float32)
-
     sigma = psf.components[0][1]
-    radius = int(np.ceil(3.0 * sigma))
-    prof = _core_profile(psf, radius)
-    phi = _correlate_separable(usable.sum(axis=0).astype(np.float32) * weight, (prof**2).astype(np.float32))
-    norm = np.where(phi > 0, 1.0 / np.sqrt(np.maximum(phi, 1e-30)), 0.0).astype(np.float32)
+    prof = _core_profile(psf, int(np.ceil(3.0 * sigma))).astype(np.float32)
+    n_usable = (np.isfinite(diff) & ~exclude).sum(axis=0, dtype=np.float32)
+    phi = _correlate_separable(n_usable * weight, prof**2)
+    # Starting points whose PSF footprint has lost most of its data (reference
+    # columns, masked regions, frame edges) would divide by almost nothing.
+    phi_full = _correlate_separable(np.full((ny, nx), n_diff, np.float32) * weight, prof**2)
+    enough = phi >= 0.5 * phi_full
+    norm = np.where(enough, 1.0 / np.sqrt(np.maximum(phi, 1e-30)), 0.0).astype(np.float32)
+    # Per-bin noise of psi, for clipping: phi scaled by the bin's share of differences.
+    phi_per_diff = np.sqrt(np.maximum(phi, 0) / max(n_diff, 1)).astype(np.float32)
 
-    t_ref = 0.5 * n_diff  # groups; difference k is centred at k + 0.5
+    t_ref = 0.5 * n_diff  # in groups; difference k is centred at k + 0.5
     step = velocity_grid_step(np.sqrt(sigma**2 + 1.0 / 12.0), n_diff, grid_loss)
-    best_snr = np.full((ny, nx), -np.inf, dtype=np.float32)
-    best_v = np.zeros((ny, nx, 2), dtype=np.float32)
-    n_vel = 0
-    for lo, hi, bin_len in speed_classes(v_max, max_smear_px):
-        n_bins = int(np.ceil(n_diff / bin_len))
-        psi = np.empty((n_bins, ny, nx), dtype=np.float32)
-        t_bin = np.empty(n_bins, dtype=np.float32)
-        for b in range(n_bins):
-            k0, k1 = b * bin_len, min((b + 1) * bin_len, n_diff)
-            psi[b] = _correlate_separable((resid[k0:k1].sum(axis=0) * weight), prof.astype(np.float32))
-            t_bin[b] = 0.5 * (k0 + k1) - t_ref
+    classes = speed_classes(v_max, max_smear_px)
+    finest = classes[-1][2]
+    fine = _binned_psi(diff, exclude, background, weight, prof, finest)
+    found, n_vel, n_peaks = [], 0, 0
+    for lo, hi, bin_len in classes:
+        group = bin_len // finest
+        n_bins = -(-fine.shape[0] // group)
+        planes = np.stack([fine[b * group:(b + 1) * group].sum(axis=0) for b in range(n_bins)])
+        t_bin = np.array([0.5 * (b * bin_len + min((b + 1) * bin_len, n_diff)) - t_ref
+                          for b in range(n_bins)], dtype=np.float32)
+        limit = clip_sigma * phi_per_diff * np.sqrt(bin_len)
+        np.clip(planes, -limit, limit, out=planes)
         vxs, vys = _velocity_annulus(lo, hi, step)
         n_vel += vxs.size
-        class_snr = np.full((ny, nx), -np.inf, dtype=np.float32)
-        class_iv = np.zeros((ny, nx), dtype=np.int32)
-        _scan(psi, t_bin, vxs, vys, norm, class_snr, class_iv)
-        better = class_snr > best_snr
-        best_snr[better] = class_snr[better]
-        best_v[better, 0] = vxs[class_iv[better]]
-        best_v[better, 1] = vys[class_iv[better]]
-        del psi
+        snr = np.full((ny, nx), -np.inf, dtype=np.float32)
+        best_iv = np.zeros((ny, nx), dtype=np.int32)
+        _scan(planes, t_bin, vxs, vys, norm, snr, best_iv)
+        # Grid points a little below threshold can refine above it.
+        peaks = (snr >= 0.85 * snr_threshold) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
+        ys, xs = np.nonzero(peaks)
+        order = np.argsort(snr[ys, xs])[::-1][: 4 * max_candidates]
+        n_peaks += order.size
+        for i in order:
+            iv = best_iv[ys[i], xs[i]]
+            x, y, vx, vy, s = _refine(planes, t_bin, norm, xs[i], ys[i], vxs[iv], vys[iv], step)
+            if s >= snr_threshold:
+                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref))
+        del planes
 
-    size = 2 * min_separation + 1
-    peaks = (best_snr >= snr_threshold) & (best_snr == ndimage.maximum_filter(best_snr, size=size))
-    ys, xs = np.nonzero(peaks)
-    order = np.argsort(best_snr[ys, xs])[::-1]
-    n_peaks = order.size
-    order = order[:max_candidates]
-    candidates = [
-        SearchCandidate(x=float(xs[i]), y=float(ys[i]), vx=float(best_v[ys[i], xs[i], 0]),
-                        vy=float(best_v[ys[i], xs[i], 1]), snr=float(best_snr[ys[i], xs[i]]), t_ref=t_ref)
-        for i in order
-    ]
+    candidates = []
+    for cand in sorted(found, key=lambda c: -c.snr):
+        if all(np.hypot(cand.x - c.x, cand.y - c.y) > min_separation for c in candidates):
+            candidates.append(cand)
+        if len(candidates) >= max_candidates:
+            break
     stats = {"n_velocities": n_vel, "n_trials": n_vel * ny * nx, "n_peaks": int(n_peaks)}
     return candidates, stats

@@ -79,7 +79,7 @@ def fit_track(cells, weights, group_time, max_offset_px=2.5, n_iter=4):
     x = cells[:, 2].astype(float)
     w = np.clip(np.asarray(weights, dtype=float), 1e-6, None)
     inl = np.ones(len(cells), dtype=bool)
-    for _ in range(n_iter):
+    for i in range(n_iter + 1):
         if np.unique(t[inl]).size < 3:
             return None
         ww = w[inl]
@@ -90,6 +90,8 @@ def fit_track(cells, weights, group_time, max_offset_px=2.5, n_iter=4):
         vy = np.sum(ww * dt * y[inl]) / sxx
         x0 = np.sum(ww * x[inl]) / np.sum(ww)
         y0 = np.sum(ww * y[inl]) / np.sum(ww)
+        if i == n_iter:
+            break  # rejection passes used up: the fit above is that of the final inliers
         off = np.hypot(x - x0 - vx * (t - t_ref), y - y0 - vy * (t - t_ref))
         new = off <= max_offset_px
         if np.array_equal(new, inl):

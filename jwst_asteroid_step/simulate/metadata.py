@@ -22,6 +22,7 @@ __all__ = [
     "group_time_for",
     "integration_period",
     "reference_pixel_columns",
+    "reference_columns_in",
     "v1_pointing",
     "make_int_times",
     "fill_miri_imager_meta",
@@ -151,7 +152,25 @@ def reference_pixel_columns(subarray="FULL"):
         0-based column indices (possibly empty).
     """
     sub = _subarray(subarray)
-    full_cols = np.arange(sub["xsize"]) + sub["xstart"] - 1
+    return reference_columns_in(sub["xstart"], sub["xsize"])
+
+
+def reference_columns_in(xstart, xsize):
+    """Reference-pixel columns of any window of the full array.
+
+    Parameters
+    ----------
+    xstart : int
+        1-based first column (``meta.subarray.xstart``).
+    xsize : int
+        Number of columns.
+
+    Returns
+    -------
+    ndarray of int
+        0-based column indices within the window.
+    """
+    full_cols = np.arange(int(xsize)) + int(xstart) - 1
     return np.flatnonzero(np.isin(full_cols, _FULL_REFERENCE_COLUMNS))
 
 

@@ -18,8 +18,12 @@ The ramp is built from its group differences, which is how the detector sees it:
 6. group flags as MIRI Stage 1 sets them (:mod:`.group_flags`): DO_NOT_USE on the
    first and last group, and optionally the RSCD step's leading groups.
 
-The noise drawn here is the package noise model
-(:mod:`jwst_asteroid_step.ramp.noise`), so the detector's weights match it.
+The noise drawn here has, per difference, exactly the variance of the package
+noise model (:mod:`jwst_asteroid_step.ramp.noise`), so the detector's weights
+match it.  Read noise is drawn per read, as in a real MIRI ramp (the real
+ground-test ramp shows the same anticorrelation), so adjacent differences of a
+pixel have covariance ``-read_noise_cds**2 / 2``, which the diagonal DESIGN.md §3
+SNR ignores; the truth table therefore carries both ``snr`` and ``snr_optimal``.
 Work is done in blocks of rows so that a full-frame, 100-group ramp needs little
 more memory than its own float32 cube.
 """
@@ -35,7 +39,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from ..mover_model import mover_differences
 from ..psf import psf_for_filter
-from ..ramp.noise import matched_filter_snr
+from ..ramp.noise import matched_filter_snr, matched_filter_snr_correlated
 from ..timebase import difference_intervals
 from .bad_pixels import bad_pixel_effects, cdp7_pixel_dq
 from .cosmic_rays import SHOWER_RATE, draw_cosmic_rays, draw_showers
@@ -54,6 +58,9 @@ __all__ = [
     "snr_to_flux",
     "mover_patches",
     "mover_snr",
+    "mover_snr_optimal",
+    "first_saturated_read",
+    "pixel_series",
     "save_simulation",
     "TRUTH_COLUMNS",
 ]
@@ -70,6 +77,7 @@ TRUTH_COLUMNS = (
     "speed_px_per_group",
     "flux",
     "snr",
+    "snr_optimal",
     "n_groups_on_detector",
     "x_start",
     "y_start",
@@ -168,11 +176,30 @@ def mover_patches(x_ref, y_ref, vx, vy, flux, t_ref, t0, t1, psf, shape, sensiti
     return patches
 
 
-def _track_cells(patches, static_rate, dt, valid, usable=None):
+def first_saturated_read(static_rate, bias, saturation, group_time, ngroups):
+    """Index of the first read the static scene saturates, per pixel.
+
+    Read ``j`` (at ``j * group_time``) holds ``bias + static_rate * j * group_time``
+    on average; it saturates when that reaches ``saturation``.
+
+    Returns
+    -------
+    ndarray of int, shape (ny, nx)
+        ``ngroups`` where the pixel never saturates.
+    """
+    head = np.asarray(saturation, dtype=float) - np.asarray(bias, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reads = np.where(static_rate > 0, np.ceil(head / (static_rate * group_time)), np.inf)
+    reads = np.where(head <= 0, 0, reads)
+    return np.minimum(reads, ngroups).astype(int)
+
+
+def _track_cells(patches, static_rate, dt, valid, usable=None, first_sat=None):
     """Signal and background (DN) of every cell the mover touches.
 
     Returns flat arrays over the (difference, pixel) cells with signal, in valid
-    differences and usable pixels only; the patches never share a cell, so the
+    differences and usable pixels only, and before the pixel saturates (difference
+    ``k`` needs read ``k + 1`` unsaturated); the patches never share a cell, so the
     cells are distinct.
     """
     signal, background = [], []
@@ -185,6 +212,9 @@ def _track_cells(patches, static_rate, dt, valid, usable=None):
         on = s > 0
         if usable is not None:
             on &= usable[p.y0 : p.y1, p.x0 : p.x1][None, :, :]
+        if first_sat is not None:
+            k = np.arange(p.k0, p.k1)[use]
+            on &= (k[:, None, None] + 1) < first_sat[p.y0 : p.y1, p.x0 : p.x1][None, :, :]
         signal.append(s[on])
         background.append(np.broadcast_to(bkg, s.shape)[on])
     if not signal:
@@ -192,7 +222,7 @@ def _track_cells(patches, static_rate, dt, valid, usable=None):
     return np.concatenate(signal), np.concatenate(background)
 
 
-def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain, usable=None):
+def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain, usable=None, first_sat=None):
     """Matched-filter SNR of a rendered mover (DESIGN.md §3).
 
     Parameters
@@ -209,6 +239,9 @@ def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain, usable=None
         CDS read noise (DN) and gain (e/DN).
     usable : ndarray of bool, shape (ny, nx), optional
         Pixels whose cells count (``False`` for DO_NOT_USE and dead pixels).
+    first_sat : ndarray of int, shape (ny, nx), optional
+        First saturated read per pixel (:func:`first_saturated_read`); later
+        differences do not count.
 
     Returns
     -------
@@ -216,10 +249,68 @@ def mover_snr(patches, static_rate, dt, valid, read_noise_cds, gain, usable=None
         :func:`~jwst_asteroid_step.ramp.noise.matched_filter_snr` over every cell
         of the track.
     """
-    signal, background = _track_cells(patches, static_rate, dt, valid, usable)
+    signal, background = _track_cells(patches, static_rate, dt, valid, usable, first_sat)
     if signal.size == 0:
         return 0.0
     return matched_filter_snr(signal, background, read_noise_cds, gain)
+
+
+def pixel_series(patches, n_diff):
+    """Each touched pixel's whole time series of a mover's expected charge.
+
+    Parameters
+    ----------
+    patches : list of Patch
+        From :func:`mover_patches`.
+    n_diff : int
+        Differences per integration.
+
+    Returns
+    -------
+    ys, xs : ndarray of int, shape (N,)
+        Pixels with signal in any difference.
+    signal : ndarray, shape (n_diff, N)
+        Expected charge (DN), zero where the mover is not.
+    """
+    keys = []
+    for p in patches:
+        on = np.argwhere(p.data.any(axis=0))
+        keys.append((on[:, 0] + p.y0) * 1_000_000 + on[:, 1] + p.x0)
+    if not keys:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros((n_diff, 0))
+    keys = np.unique(np.concatenate(keys))
+    ys, xs = keys // 1_000_000, keys % 1_000_000
+    signal = np.zeros((n_diff, keys.size))
+    for p in patches:
+        yy, xx = np.mgrid[p.y0 : p.y1, p.x0 : p.x1]
+        col = np.searchsorted(keys, yy * 1_000_000 + xx)
+        inside = (col < keys.size) & (keys[np.minimum(col, keys.size - 1)] == yy * 1_000_000 + xx)
+        signal[p.k0 : p.k1, col[inside]] = p.data[:, inside]
+    return ys, xs, signal
+
+
+def mover_snr_optimal(
+    patches, static_rate, dt, valid, read_noise_cds, gain, usable=None, first_sat=None
+):
+    """SNR of the ideal matched filter with correlated read noise (see
+    :func:`~jwst_asteroid_step.ramp.noise.matched_filter_snr_correlated`).
+
+    Same arguments as :func:`mover_snr`.  Returns the optimal SNR.
+    """
+    ys, xs, signal = pixel_series(patches, dt.size)
+    if xs.size == 0:
+        return 0.0
+    v = np.broadcast_to(np.asarray(valid)[:, None], signal.shape)
+    if usable is not None:
+        v = v & usable[ys, xs][None, :]
+    if first_sat is not None:
+        v = v & ((np.arange(dt.size)[:, None] + 1) < first_sat[ys, xs][None, :])
+    background = static_rate[ys, xs][None, :] * dt[:, None]
+    rn = np.asarray(read_noise_cds, dtype=float)
+    g = np.asarray(gain, dtype=float)
+    rn = rn[ys, xs][None] if rn.ndim == 2 else rn
+    g = g[ys, xs][None] if g.ndim == 2 else g
+    return matched_filter_snr_correlated(signal, background, v, rn, g)[0]
 
 
 def _valid_differences(n_groups, flag_edges):
@@ -401,10 +492,14 @@ def simulate_ramp(
         One row per mover per integration, columns :data:`TRUTH_COLUMNS`: ``id``
         (1-based index in ``movers``), ``integration`` (1-based), ``x``, ``y`` at
         ``t_ref`` (s since that integration's first read), ``vx``, ``vy``,
-        ``speed_px_per_group``, ``flux``, ``snr`` (matched-filter SNR over the
-        cells the pipeline uses: differences touching no DO_NOT_USE group, pixels
-        neither DO_NOT_USE nor dead, on the array; noise from sky + stars + hot
-        pixels + the mover), ``n_groups_on_detector`` (reads with the mover's
+        ``speed_px_per_group``, ``flux``, ``snr`` (matched-filter SNR of
+        DESIGN.md §3 over the cells the pipeline uses: differences touching no
+        DO_NOT_USE group, pixels neither DO_NOT_USE nor dead, on the array; noise
+        from sky + stars + hot pixels + the mover, differences taken as
+        independent), ``snr_optimal`` (the same cells with the true noise, in
+        which adjacent differences share a read: the SNR of the ideal matched
+        filter, higher than ``snr`` when read noise dominates and the mover
+        lingers in pixels), ``n_groups_on_detector`` (reads with the mover's
         centre on the light-sensitive array), and the track ends ``x_start``,
         ``y_start`` (first read) and ``x_end``, ``y_end`` (last read).
         ``truth.meta`` holds the simulation parameters, ``n_cosmic_rays`` and
@@ -464,6 +559,7 @@ def simulate_ramp(
     usable = live & ((pixeldq & _PIXEL_DO_NOT_USE) == 0)
     static_rate = _static_rate(shape, background, stars, psf, sensitive, hot_rate, live)
     bias_image = np.broadcast_to(np.asarray(bias, dtype=np.float32), shape)
+    first_sat = first_saturated_read(static_rate, bias, saturation, group_time, ngroups)
 
     t0, t1 = difference_intervals(ngroups, group_time)
     dt = t1 - t0
@@ -505,7 +601,12 @@ def simulate_ramp(
                     "vy": float(m.vy),
                     "speed_px_per_group": float(np.hypot(m.vx, m.vy) * group_time),
                     "flux": float(m.flux),
-                    "snr": mover_snr(mp, static_rate, dt, valid, read_noise_cds, gain, usable),
+                    "snr": mover_snr(
+                        mp, static_rate, dt, valid, read_noise_cds, gain, usable, first_sat
+                    ),
+                    "snr_optimal": mover_snr_optimal(
+                        mp, static_rate, dt, valid, read_noise_cds, gain, usable, first_sat
+                    ),
                     "n_groups_on_detector": int(np.count_nonzero(on_array)),
                     "x_start": float(xr[0]),
                     "y_start": float(yr[0]),
@@ -668,6 +769,8 @@ def snr_to_flux(
     read_noise_cds=7.0,
     gain=4.0,
     flag_edges=True,
+    bias=10000.0,
+    saturation=50000.0,
 ):
     """Flux (DN/s) that gives a mover a requested matched-filter SNR.
 
@@ -702,6 +805,9 @@ def snr_to_flux(
     flag_edges : bool
         Whether the first and last groups are DO_NOT_USE (their differences do
         not count).
+    bias, saturation : float or ndarray
+        As for :func:`simulate_ramp`: differences after the static scene saturates
+        a pixel do not count.
 
     Returns
     -------
@@ -733,7 +839,10 @@ def snr_to_flux(
     t0, t1 = difference_intervals(ngroups, group_time)
     patches = mover_patches(x, y, vx, vy, 1.0, t_ref, t0, t1, psf, shape, sensitive)
     static_rate = _static_rate(shape, background, list(stars), psf, sensitive)
-    unit, bkg = _track_cells(patches, static_rate, t1 - t0, _valid_differences(ngroups, flag_edges))
+    first_sat = first_saturated_read(static_rate, bias, saturation, group_time, ngroups)
+    unit, bkg = _track_cells(
+        patches, static_rate, t1 - t0, _valid_differences(ngroups, flag_edges), None, first_sat
+    )
     return _flux_for_snr(target_snr, unit, bkg, read_noise_cds, gain)
 
 

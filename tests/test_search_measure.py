@@ -1,0 +1,507 @@
+"""Tests of track fitting, the moving-PSF fit, the detection driver and its configuration.
+
+Modules: jwst_asteroid_step.search.tracks, jwst_asteroid_step.measure.moving_psf,
+jwst_asteroid_step.detect, jwst_asteroid_step.config.  Everything is built from
+numpy arrays; the jump flags come from a simple per-pixel median/MAD threshold,
+so no jwst step runs here.
+"""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from stdatamodels.jwst.datamodels import dqflags
+
+from jwst_asteroid_step.config import DetectionConfig
+from jwst_asteroid_step.detect import DETECTION_COLUMNS, detections_to_catalog, find_movers
+from jwst_asteroid_step.measure.moving_psf import fit_moving_psf
+from jwst_asteroid_step.mover_model import mover_differences
+from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.ramp.noise import matched_filter_snr
+from jwst_asteroid_step.search.tracks import Track, fit_track
+from jwst_asteroid_step.simulate import Mover, simulate_ramp
+from jwst_asteroid_step.timebase import difference_intervals
+
+G_DNU = dqflags.group["DO_NOT_USE"]
+G_JUMP = dqflags.group["JUMP_DET"]
+P_REF = dqflags.pixel["REFERENCE_PIXEL"]
+
+# --- straight tracks through cells -------------------------------------------------
+
+GT = 2.77504  # FULL-frame FAST group time (s)
+
+
+def diagonal_cells(n=10, x0=5, y0=30, step_x=1, step_y=-1, k0=0):
+    k = np.arange(k0, k0 + n)
+    return np.column_stack([k, y0 + step_y * (k - k0), x0 + step_x * (k - k0)]).astype(np.int32)
+
+
+def test_fit_track_recovers_straight_line():
+    cells = diagonal_cells(step_x=1, step_y=-1)
+    track = fit_track(cells, np.ones(len(cells)), GT)
+    assert track.vx == pytest.approx(1.0 / GT)
+    assert track.vy == pytest.approx(-1.0 / GT)
+    # Each cell stands for the middle of its difference.
+    for k, y, x in cells:
+        px, py = track.position((k + 0.5) * GT)
+        assert (px, py) == pytest.approx((x, y), abs=1e-9)
+    assert track.inliers.all()
+
+
+def test_fit_track_gives_the_sense_of_motion():
+    forward = diagonal_cells(step_x=2, step_y=1, x0=5)
+    backward = diagonal_cells(step_x=-2, step_y=-1, x0=25, y0=39)
+    t_f = fit_track(forward, np.ones(len(forward)), GT)
+    t_b = fit_track(backward, np.ones(len(backward)), GT)
+    assert t_f.vx > 0 and t_f.vy > 0
+    assert t_b.vx < 0 and t_b.vy < 0
+    assert t_b.vx == pytest.approx(-t_f.vx) and t_b.vy == pytest.approx(-t_f.vy)
+
+
+def test_fit_track_time_span_and_reference():
+    cells = diagonal_cells(n=6, k0=4)
+    track = fit_track(cells, np.ones(len(cells)), GT)
+    assert track.t_first == pytest.approx(4.5 * GT)
+    assert track.t_last == pytest.approx(9.5 * GT)
+    assert track.t_first <= track.t_ref <= track.t_last
+
+
+def test_fit_track_rejects_outlier_cell_far_away():
+    cells = diagonal_cells(n=10)
+    outlier = np.array([[4, 11, 24]], dtype=np.int32)  # 15 px off the line
+    all_cells = np.vstack([cells, outlier])
+    track = fit_track(all_cells, np.ones(len(all_cells)), GT)
+    assert track is not None
+    np.testing.assert_array_equal(track.inliers, [True] * 10 + [False])
+    assert track.vx == pytest.approx(1.0 / GT)
+    assert track.vy == pytest.approx(-1.0 / GT)
+
+
+def test_fit_track_rejects_cosmic_ray_touching_the_track():
+    cells = diagonal_cells(n=10)
+    blob = np.array([(4, y, x) for y in (28, 29, 30) for x in (5, 6, 7)], dtype=np.int32)
+    all_cells = np.vstack([cells, blob])
+    track = fit_track(all_cells, np.ones(len(all_cells)), GT)
+    np.testing.assert_array_equal(track.inliers, [True] * 10 + [False] * 9)
+    assert track.vx == pytest.approx(1.0 / GT)
+    assert track.vy == pytest.approx(-1.0 / GT)
+
+
+@pytest.mark.parametrize("n_iter", [1, 2, 3])
+def test_fit_track_parameters_are_the_fit_of_its_inliers(n_iter):
+    # Even when the rejection passes run out before converging, the returned path
+    # is the least-squares fit of the cells it reports as inliers.
+    cells = diagonal_cells(n=10)
+    blob = np.array([(4, y, x) for y in (28, 29, 30) for x in (5, 6, 7)], dtype=np.int32)
+    all_cells = np.vstack([cells, blob])
+    w = np.linspace(1, 2, len(all_cells))
+    track = fit_track(all_cells, w, GT, n_iter=n_iter)
+    plain = fit_track(all_cells[track.inliers], w[track.inliers], GT, n_iter=0)
+    assert (track.x, track.y, track.vx, track.vy, track.t_ref) == pytest.approx(
+        (plain.x, plain.y, plain.vx, plain.vy, plain.t_ref)
+    )
+
+
+def test_fit_track_with_several_cells_per_difference():
+    # A bright mover flags a 2x2 patch per difference; the track runs through its middle.
+    rows = [(k, 10 + k + dy, 3 + 2 * k + dx) for k in range(8) for dy in (0, 1) for dx in (0, 1)]
+    cells = np.array(rows, dtype=np.int32)
+    track = fit_track(cells, np.ones(len(cells)), GT)
+    assert track.vx == pytest.approx(2.0 / GT)
+    assert track.vy == pytest.approx(1.0 / GT)
+    px, py = track.position(0.5 * GT)
+    assert (px, py) == pytest.approx((3.5, 10.5))
+
+
+def test_fit_track_weights_pull_towards_heavy_cells():
+    cells = diagonal_cells(n=5, step_x=1, step_y=0)
+    extra = np.array([[2, 31, 7]], dtype=np.int32)  # one row off the line at the middle time
+    both = np.vstack([cells, extra])
+    light = fit_track(both, np.r_[np.ones(5), 0.01], GT)
+    heavy = fit_track(both, np.r_[np.ones(5), 5.0], GT)
+    assert light.y < heavy.y
+
+
+@pytest.mark.parametrize("ks", [[0, 0, 1, 1], [3, 3, 3], [5, 9]])
+def test_fit_track_needs_three_distinct_times(ks):
+    cells = np.array([(k, 10 + i, 10 + i) for i, k in enumerate(ks)], dtype=np.int32)
+    assert fit_track(cells, np.ones(len(cells)), GT) is None
+
+
+def test_fit_track_returns_none_when_outliers_leave_too_few_times():
+    cells = np.array([(0, 10, 10), (1, 10, 11), (2, 40, 50)], dtype=np.int32)
+    assert fit_track(cells, np.ones(3), GT, max_offset_px=0.5) is None
+
+
+# --- moving-PSF fit ----------------------------------------------------------------
+
+RN, GAIN = 7.0, 4.0
+NG, BOX = 31, 32
+PSF = psf_for_filter("F770W")
+T0, T1 = difference_intervals(NG, GT)
+T_REF = 0.5 * T1[-1]
+SKY = np.full((BOX, BOX), 5.0 * GT)  # 5 DN/s of sky, DN per difference
+NO_OWN = np.zeros((BOX, BOX), bool)  # every pixel's background is the sky
+TRUTH = dict(x=15.3, y=16.6, vx=0.3 / GT, vy=-0.15 / GT, flux=300.0)
+
+
+def expected_cube(truth=TRUTH, psf=PSF, n_groups=NG, box=BOX):
+    """Sky plus the mover's expected charge (DN) in each difference; t_ref mid-ramp."""
+    t0, t1 = difference_intervals(n_groups, GT)
+    grid = np.arange(box, dtype=float)
+    sig = mover_differences(truth["x"], truth["y"], truth["vx"], truth["vy"], truth["flux"],
+                            0.5 * t1[-1], t0, t1, psf, grid, grid)
+    return 5.0 * GT + sig
+
+
+def noisy(expected, seed):
+    """Draw a difference cube from the package noise model."""
+    rng = np.random.default_rng(seed)
+    return rng.poisson(expected * GAIN) / GAIN + rng.normal(0.0, RN, expected.shape)
+
+
+def rough_guess(truth=TRUTH):
+    """A track as the jump flags would give it: a few tenths of a pixel and ~10 % off."""
+    return Track(x=truth["x"] + 0.4, y=truth["y"] - 0.3, vx=truth["vx"] * 1.1,
+                 vy=truth["vy"] * 0.9, t_ref=T_REF, t_first=T0[0], t_last=T1[-1],
+                 inliers=np.zeros(0, bool))
+
+
+def fit(diff, background=SKY, own=NO_OWN, guess=None, psf=PSF):
+    return fit_moving_psf(diff, np.zeros(diff.shape, bool), background, own, RN, GAIN, GT, psf,
+                          guess or rough_guess())
+
+
+def true_position(t, truth=TRUTH):
+    return truth["x"] + truth["vx"] * (t - T_REF), truth["y"] + truth["vy"] * (t - T_REF)
+
+
+def test_noise_free_fit_recovers_mover():
+    result = fit(expected_cube())
+    assert result.success
+    x, y = true_position(result.t_ref)
+    assert result.x == pytest.approx(x, abs=1e-3)
+    assert result.y == pytest.approx(y, abs=1e-3)
+    assert result.vx == pytest.approx(TRUTH["vx"], rel=1e-3)
+    assert result.vy == pytest.approx(TRUTH["vy"], rel=1e-3)
+    assert result.flux == pytest.approx(TRUTH["flux"], rel=1e-3)
+    assert result.chi2_dof < 0.01
+    assert result.consistency == pytest.approx(1.0, abs=0.01)
+
+
+def test_fit_reference_time_lies_inside_the_integration():
+    result = fit(expected_cube())
+    assert T0[0] <= result.t_ref <= T1[-1]
+
+
+def test_fit_decorrelates_position_and_velocity():
+    result = fit(noisy(expected_cube(), seed=0))
+    corr = result.cov / np.sqrt(np.outer(np.diag(result.cov), np.diag(result.cov)))
+    assert abs(corr[0, 2]) < 0.05 and abs(corr[1, 3]) < 0.05
+
+
+def test_own_median_background_is_remeasured_off_track():
+    # A pixel that keeps its own median (a star, a bright track) may carry the
+    # mover's flux in that median, so the fit re-measures such pixels from the
+    # differences taken while the source was away; other pixels keep the given
+    # background.  Here the given background is 10 DN too high everywhere.
+    n_groups, box = 61, 80
+    t_ref = 0.5 * difference_intervals(n_groups, GT)[1][-1]
+    truth = dict(x=40.3, y=39.6, vx=0.9 / GT, vy=0.3 / GT, flux=300.0)
+    cube = expected_cube(truth, n_groups=n_groups, box=box)
+    wrong = np.full((box, box), 5.0 * GT + 10.0)
+    guess = Track(x=40.6, y=39.4, vx=truth["vx"] * 1.05, vy=truth["vy"] * 0.95, t_ref=t_ref,
+                  t_first=0.0, t_last=2 * t_ref, inliers=np.zeros(0, bool))
+
+    def fitted_flux(own):
+        return fit_moving_psf(cube, np.zeros(cube.shape, bool), wrong, np.full((box, box), own),
+                              RN, GAIN, GT, PSF, guess).flux
+
+    assert fitted_flux(True) == pytest.approx(truth["flux"], rel=1e-3)
+    assert fitted_flux(False) < 0.9 * truth["flux"]  # the wrong level, taken as given
+
+
+def test_noisy_fit_recovers_mover_within_errors():
+    result = fit(noisy(expected_cube(), seed=11))
+    err = result.errors
+    x, y = true_position(result.t_ref)
+    assert abs(result.x - x) < 4 * err[0]
+    assert abs(result.y - y) < 4 * err[1]
+    assert abs(result.vx - TRUTH["vx"]) < 4 * err[2]
+    assert abs(result.vy - TRUTH["vy"]) < 4 * err[3]
+    assert abs(result.flux - TRUTH["flux"]) < 4 * err[4]
+    assert 0.8 < result.chi2_dof < 1.2
+
+
+def test_fit_snr_matches_matched_filter_snr_of_truth():
+    cube = expected_cube()
+    expected_snr = matched_filter_snr(cube - SKY[None], SKY[None], RN, GAIN)
+    result = fit(noisy(cube, seed=5))
+    assert result.snr == pytest.approx(expected_snr, rel=0.1)
+
+
+@pytest.fixture(scope="module")
+def pulls():
+    """(value - truth) / error of x, y, vx, vy, flux over 50 noise draws.
+
+    50 draws measure a pull width to +-0.10, so the 0.7-1.4 bounds sit 3 and
+    4 standard errors from 1.
+    """
+    cube = expected_cube()
+    rows = []
+    for seed in range(50):
+        r = fit(noisy(cube, seed))
+        x, y = true_position(r.t_ref)
+        truth = np.array([x, y, TRUTH["vx"], TRUTH["vy"], TRUTH["flux"]])
+        rows.append((np.array([r.x, r.y, r.vx, r.vy, r.flux]) - truth) / r.errors)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("name, column", [("x", 0), ("y", 1), ("vx", 2), ("vy", 3), ("flux", 4)])
+def test_pull_widths_match_reported_errors(pulls, name, column):
+    width = np.std(pulls[:, column], ddof=1)
+    assert 0.7 < width < 1.4, f"{name} pull std {width:.2f}"
+
+
+def test_pooled_pull_width_is_one(pulls):
+    # All 250 pulls together measure the common width to +-0.045.
+    assert np.sqrt(np.mean(pulls**2)) == pytest.approx(1.0, abs=0.15)
+
+
+@pytest.mark.parametrize("name, column", [("x", 0), ("vx", 2), ("flux", 4)])
+def test_pulls_are_unbiased(pulls, name, column):
+    # The mean of 50 unit-width pulls has a standard error of 0.14.
+    assert abs(np.mean(pulls[:, column])) < 0.5, f"{name} mean pull {np.mean(pulls[:, column]):.2f}"
+
+
+def test_real_mover_is_temporally_consistent():
+    for seed in range(3):
+        assert fit(noisy(expected_cube(), seed)).consistency == pytest.approx(1.0, abs=0.2)
+
+
+def test_flashes_lined_up_by_chance_have_low_consistency():
+    # Three single-difference flashes along a straight line (cosmic-ray steps that
+    # happen to line up), each bright enough to survive the fit's outlier clipping.
+    psf = psf_for_filter("F1500W")
+    grid = np.arange(BOX, dtype=float)
+    spots = [(6, 10.0, 13.0), (15, 15.0, 16.0), (24, 20.0, 19.0)]
+    vx, vy = 5.0 / 9.0 / GT, 3.0 / 9.0 / GT
+    guess = Track(x=15.0, y=16.0, vx=vx, vy=vy, t_ref=15.5 * GT, t_first=T0[0], t_last=T1[-1],
+                  inliers=np.zeros(0, bool))
+    real = dict(x=15.0, y=16.0, vx=vx, vy=vy, flux=40.0)
+    real_fit = fit(noisy(expected_cube(real, psf), 0), guess=guess, psf=psf)
+    for seed in range(5):
+        diff = noisy(expected_cube(dict(real, flux=0.0), psf), seed)
+        for k, x, y in spots:
+            diff[k] += 1200.0 * psf.pixel_fraction(grid[None, :] - x, grid[:, None] - y)
+        fake = fit(diff, guess=guess, psf=psf)
+        assert fake.snr > 7  # as significant as a real detection...
+        assert fake.consistency < DetectionConfig().min_consistency  # ...but not steady
+        assert fake.consistency < real_fit.consistency - 0.5
+
+
+def test_excluded_cells_are_left_out_of_the_fit():
+    cube = expected_cube()
+    exclude = np.zeros(cube.shape, bool)
+    exclude[10, 10:22, 10:22] = True
+    cube_with_hit = cube.copy()
+    cube_with_hit[10, 14:17, 14:17] += 5000.0  # a cosmic ray on the track, flagged
+    result = fit_moving_psf(cube_with_hit, exclude, SKY, NO_OWN, RN, GAIN, GT, PSF, rough_guess())
+    assert result.flux == pytest.approx(TRUTH["flux"], rel=1e-3)
+
+
+def test_fit_returns_none_without_usable_pixels():
+    diff = np.full((NG - 1, BOX, BOX), np.nan)
+    assert fit(diff) is None
+
+
+# --- detection driver --------------------------------------------------------------
+
+SUB64_GT = 0.08512
+BRIGHT = Mover(x0=36.0, y0=30.0, vx=0.3 / SUB64_GT, vy=0.15 / SUB64_GT, flux=40000.0,
+               t_ref=20 * SUB64_GT)
+
+
+def flag_jumps(sci, groupdq, nsigma=5.0):
+    """Set JUMP_DET where a difference exceeds its pixel's median by nsigma MADs."""
+    for i in range(sci.shape[0]):
+        d = np.diff(sci[i].astype(float), axis=0)
+        d[((groupdq[i, 1:] | groupdq[i, :-1]) & G_DNU) != 0] = np.nan
+        med = np.nanmedian(d, axis=0)
+        mad = 1.4826 * np.nanmedian(np.abs(d - med), axis=0)
+        groupdq[i, 1:][(d - med) > nsigma * mad] |= G_JUMP
+
+
+@pytest.fixture(scope="module")
+def bright_ramp():
+    ramp, truth = simulate_ramp(subarray="SUB64", ngroups=41, filter="F770W", movers=[BRIGHT],
+                                stars=0, cosmic_ray_rate=0.0, seed=3)
+    groupdq = np.array(ramp.groupdq)
+    flag_jumps(ramp.data, groupdq)
+    return np.array(ramp.data), groupdq, np.array(ramp.pixeldq), truth
+
+
+@pytest.fixture(scope="module")
+def bright_detections(bright_ramp):
+    sci, groupdq, pixeldq, _ = bright_ramp
+    return find_movers(sci, groupdq, pixeldq, SUB64_GT, PSF, RN, GAIN, DetectionConfig(search=False))
+
+
+def test_find_movers_recovers_bright_mover(bright_detections):
+    table, _ = bright_detections
+    assert len(table) == 1
+    row = table[0]
+    t = row["t_int"]
+    assert row["x"] == pytest.approx(BRIGHT.x0 + BRIGHT.vx * (t - BRIGHT.t_ref), abs=0.05)
+    assert row["y"] == pytest.approx(BRIGHT.y0 + BRIGHT.vy * (t - BRIGHT.t_ref), abs=0.05)
+    assert row["vx"] == pytest.approx(BRIGHT.vx, rel=0.01)
+    assert row["vy"] == pytest.approx(BRIGHT.vy, rel=0.01)
+    assert row["flux"] == pytest.approx(BRIGHT.flux, rel=0.03)
+    assert row["integration"] == 1
+    assert row["method"] == "jump"
+
+
+def test_find_movers_reports_evidence(bright_detections, bright_ramp):
+    table, counts = bright_detections
+    row = table[0]
+    assert row["snr"] == pytest.approx(bright_ramp[3]["snr"][0], rel=0.1)
+    assert row["n_groups"] >= 20
+    assert row["n_jumps"] >= 3 and row["n_pixels"] >= 10
+    assert not row["trail_in_group"]  # 0.34 px per group, far less than the FWHM
+    assert counts["n_mover_candidates"] >= 1
+    # Every JUMP_DET group on a usable difference of a light-sensitive pixel counts.
+    groupdq, pixeldq = bright_ramp[1][0], bright_ramp[2]
+    usable_jumps = (
+        ((groupdq[1:] & G_JUMP) != 0)
+        & (((groupdq[1:] | groupdq[:-1]) & G_DNU) == 0)
+        & ((pixeldq & P_REF) == 0)[None]
+    )
+    assert counts["n_jump_cells"] == int(np.sum(usable_jumps))
+
+
+def test_find_movers_table_has_documented_columns(bright_detections):
+    table, _ = bright_detections
+    assert table.colnames == list(DETECTION_COLUMNS)
+    for name, dtype in DETECTION_COLUMNS.items():
+        assert table[name].dtype == np.dtype(dtype), name
+
+
+@pytest.mark.parametrize("search", [False, True])
+def test_ramp_without_flags_or_movers_gives_empty_table(search):
+    ramp, _ = simulate_ramp(subarray="SUB64", ngroups=20, stars=0, cosmic_ray_rate=0.0, seed=1)
+    table, counts = find_movers(np.array(ramp.data), np.array(ramp.groupdq), np.array(ramp.pixeldq),
+                                SUB64_GT, PSF, RN, GAIN, DetectionConfig(search=search))
+    assert len(table) == 0
+    assert table.colnames == list(DETECTION_COLUMNS)
+    for name, dtype in DETECTION_COLUMNS.items():
+        assert table[name].dtype == np.dtype(dtype), name
+    assert counts["n_jump_cells"] == 0
+    assert counts["n_mover_candidates"] == counts["n_cosmic_rays"] == 0
+
+
+def detection_table(rows):
+    """A detection table as find_movers returns it, from (integration, snr, t_int) rows."""
+    n = len(rows)
+    cols = {}
+    for name, dtype in DETECTION_COLUMNS.items():
+        cols[name] = np.zeros(n, dtype=dtype)
+    cols["integration"][:] = [r[0] for r in rows]
+    cols["snr"][:] = [r[1] for r in rows]
+    cols["t_int"][:] = [r[2] for r in rows]
+    cols["method"][:] = "jump"
+    return Table(cols)
+
+
+def test_catalog_ids_run_from_one_by_integration_then_snr():
+    table = detection_table([(2, 10.0, 5.0), (1, 8.0, 6.0), (1, 30.0, 7.0), (2, 50.0, 8.0)])
+    cat = detections_to_catalog(table, 60000.5, 100.0)
+    np.testing.assert_array_equal(cat["id"], [1, 2, 3, 4])
+    np.testing.assert_array_equal(cat["integration"], [1, 1, 2, 2])
+    np.testing.assert_array_equal(cat["snr"], [30.0, 8.0, 50.0, 10.0])
+
+
+def test_catalog_mjd_from_exposure_start():
+    table = detection_table([(1, 10.0, 43.2), (3, 9.0, 86.4)])
+    cat = detections_to_catalog(table, 60000.5, 100.0)
+    np.testing.assert_allclose(cat["mjd"], [60000.5 + 43.2 / 86400, 60000.5 + (200 + 86.4) / 86400],
+                               rtol=0, atol=1e-10)
+
+
+def test_catalog_mjd_from_int_times():
+    int_times = np.array([(1, 60001.0), (2, 60002.0)],
+                         dtype=[("integration_number", "i4"), ("int_start_MJD_UTC", "f8")])
+    table = detection_table([(2, 10.0, 864.0)])
+    cat = detections_to_catalog(table, 60000.5, 100.0, int_times)
+    assert cat["mjd"][0] == pytest.approx(60002.01, abs=1e-10)
+
+
+def test_catalog_mjd_is_nan_without_start_time():
+    cat = detections_to_catalog(detection_table([(1, 10.0, 4.0)]), None, 100.0)
+    assert np.isnan(cat["mjd"][0])
+
+
+def test_catalog_of_no_detections_is_empty():
+    cat = detections_to_catalog(detection_table([]), 60000.5, 100.0)
+    assert len(cat) == 0 and "id" in cat.dtype.names and "mjd" in cat.dtype.names
+
+
+def test_catalog_of_found_mover(bright_detections):
+    table, _ = bright_detections
+    cat = detections_to_catalog(table, 60000.5, 10.0)
+    assert list(cat["id"]) == [1]
+    assert cat["x"][0] == table["x"][0] and cat["flux"][0] == table["flux"][0]
+    assert cat["mjd"][0] == pytest.approx(60000.5 + table["t_int"][0] / 86400, abs=1e-10)
+    assert np.isnan(cat["ra"][0])
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+def test_default_config_is_valid():
+    cfg = DetectionConfig()
+    assert cfg.min_groups >= 3 and cfg.snr_threshold > 0
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("snr_threshold", 0.0),
+        ("snr_threshold", -1.0),
+        ("link_px", 0.0),
+        ("min_motion_sigma", -2.0),
+        ("max_chi2_dof", 0.0),
+        ("link_groups", 0),
+        ("shower_min_pixels", 0),
+        ("max_candidates", 0),
+    ],
+)
+def test_invalid_parameter_raises_naming_it(name, value):
+    with pytest.raises(ValueError, match=name):
+        DetectionConfig(**{name: value})
+
+
+def test_min_groups_below_three_raises():
+    with pytest.raises(ValueError, match="min_groups"):
+        DetectionConfig(min_groups=2)
+
+
+def test_nan_threshold_raises():
+    with pytest.raises(ValueError, match="snr_threshold"):
+        DetectionConfig(snr_threshold=float("nan"))
+
+
+def test_from_mapping_ignores_unknown_keys():
+    cfg = DetectionConfig.from_mapping({"snr_threshold": 9.0, "save_results": True, "skip": False})
+    assert cfg.snr_threshold == 9.0
+    assert cfg.min_groups == DetectionConfig().min_groups
+
+
+def test_from_mapping_validates():
+    with pytest.raises(ValueError, match="link_px"):
+        DetectionConfig.from_mapping({"link_px": -1.0})
+
+
+def test_to_dict_round_trips():
+    cfg = DetectionConfig(snr_threshold=8.5, link_groups=3)
+    d = cfg.to_dict()
+    assert d["snr_threshold"] == 8.5 and d["link_groups"] == 3
+    assert DetectionConfig.from_mapping(d) == cfg
