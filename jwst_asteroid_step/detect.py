@@ -111,7 +111,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     """
     diffs = IntegrationDifferences(sci, groupdq, pixeldq)
     median, n_valid = pixel_background(diffs.diff, exclude=diffs.jump)
-    background, own = scene_background(median, n_valid, read_noise, gain)
+    background, own = scene_background(median, n_valid, read_noise, gain, grow_px=psf.radius)
     background = np.nan_to_num(background)
     sigma = np.sqrt(np.broadcast_to(difference_variance(background, read_noise, gain), background.shape))
 

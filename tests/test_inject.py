@@ -58,7 +58,7 @@ def test_snr_targeting_uses_the_ramps_own_noise():
     base, _ = simulate_ramp(subarray="SUB128", ngroups=ngroups, background=background,
                             read_noise_cds=rn, gain=gain, cosmic_ray_rate=5.0, seed=2)
     mover = Mover(50.0, 60.0, 0.25 / gt, 0.1 / gt, 1.0, t_ref=1.0)
-    new, truth = inject_movers(base, [mover], snr=10.0, read_noise_cds=rn, gain=gain, seed=3)
+    _, truth = inject_movers(base, [mover], snr=10.0, read_noise_cds=rn, gain=gain, seed=3)
     assert truth["snr"][0] == pytest.approx(10.0, rel=1e-6)
     assert truth["snr_optimal"][0] > truth["snr"][0]
     # Independent: template over the whole array, true background, edges dropped.

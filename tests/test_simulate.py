@@ -10,20 +10,31 @@ from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from jwst_asteroid_step.mover_model import mover_differences
-from jwst_asteroid_step.psf import psf_for_filter
-from jwst_asteroid_step.ramp.noise import difference_variance, matched_filter_snr
+from jwst_asteroid_step.offline import REAL_DATA_DIR
+from jwst_asteroid_step.psf import FILTER_FWHM, psf_for_filter
+from jwst_asteroid_step.ramp.noise import (
+    difference_variance,
+    matched_filter_snr,
+    matched_filter_snr_correlated,
+)
 from jwst_asteroid_step.simulate import (
+    FILTER_BACKGROUND,
+    SHOWER_RATE,
     SUBARRAYS,
     TRUTH_COLUMNS,
     Mover,
+    ShowerModel,
     Star,
+    cdp7_pixel_dq,
     draw_cosmic_rays,
+    draw_showers,
     group_time_for,
     save_simulation,
     simulate_ramp,
     snr_to_flux,
 )
 from jwst_asteroid_step.simulate.cosmic_rays import PIXEL_AREA_CM2
+from jwst_asteroid_step.simulate.group_flags import valid_differences
 from jwst_asteroid_step.simulate.metadata import reference_pixel_columns, v1_pointing
 from jwst_asteroid_step.simulate.ramps import mover_patches
 from jwst_asteroid_step.timebase import difference_intervals
@@ -327,18 +338,6 @@ def test_pointing_and_subarrays_match_pysiaf():
 
 # --- Realism and physics checks (issue 3, "The measuring bench") ----------------------
 
-from jwst_asteroid_step.psf import FILTER_FWHM  # noqa: E402
-from jwst_asteroid_step.offline import REAL_DATA_DIR  # noqa: E402
-from jwst_asteroid_step.ramp.noise import matched_filter_snr_correlated  # noqa: E402
-from jwst_asteroid_step.simulate import (  # noqa: E402
-    FILTER_BACKGROUND,
-    SHOWER_RATE,
-    ShowerModel,
-    cdp7_pixel_dq,
-    draw_showers,
-)
-from jwst_asteroid_step.simulate.group_flags import valid_differences  # noqa: E402
-
 CDP7 = REAL_DATA_DIR / "MIRI_FM_MIRIMAGE_MASK_07.02.01.fits.gz"
 REAL_RAMP = REAL_DATA_DIR / "MIRI_5582_89_S_20180308-010230_SCE1_pipe.fits"
 # The same, with no showers either.
@@ -439,7 +438,7 @@ def test_mover_crossing_a_star():
     star = Star(70.0, 64.0, 2000.0)
     mover = Mover(70.0, 64.0, vx=0.5 / gt, vy=0.0, flux=flux, t_ref=(ngroups - 1) * gt / 2)
     kw = dict(subarray="SUB128", ngroups=ngroups, flag_edges=False, saturation=1e9, **SILENT)
-    with_star, truth = simulate_ramp(movers=[mover], **{**kw, "stars": [star]})
+    with_star, _ = simulate_ramp(movers=[mover], **{**kw, "stars": [star]})
     star_only, _ = simulate_ramp(**{**kw, "stars": [star]})
     mover_charge = float(np.sum(with_star.data[0, -1].astype(float) - star_only.data[0, -1]))
     assert mover_charge == pytest.approx(flux * (ngroups - 1) * gt, rel=3e-3)
@@ -498,7 +497,7 @@ def test_matched_filter_snr_matches_monte_carlo_when_shot_noise_dominates():
     Shot noise dominates (3000 DN/s on SUB64: 255 DN per difference), so the
     differences are nearly independent and the DESIGN formula holds.
     """
-    row, mc_diag, mc_ideal, (opt, diag) = _monte_carlo_snr(0.3, 3000.0, 3.0)
+    row, mc_diag, mc_ideal, _ = _monte_carlo_snr(0.3, 3000.0, 3.0)
     assert row["snr"] == pytest.approx(8.0, rel=1e-6)
     assert mc_diag == pytest.approx(row["snr"], rel=0.10)
     assert mc_ideal == pytest.approx(row["snr_optimal"], rel=0.10)
@@ -562,7 +561,7 @@ def test_shower_in_a_ramp_is_a_step_then_a_leak():
     ev = showers[0]
     d = np.diff(ramp.data[0].astype(float), axis=0)
     k = ev["group"] - 1
-    y, x = int(round(ev["y"])), int(round(ev["x"]))
+    y, x = round(ev["y"]), round(ev["x"])
     # Prompt at the centre (~peak) plus the leak released in the rest of that difference.
     after = (k + 1) * 2.77504 - ev["t_int"]
     expected = 20.0 * (1 + 0.5 * (1 - np.exp(-after / 6.0)))
@@ -613,7 +612,7 @@ def test_rscd_flags_match_jwst():
                   cosmic_ray_rate=0.0, seed=28)
         plain, _ = simulate_ramp(**kw)
         ref = correction_skip_groups(plain.copy(), *skip)
-        mine, truth = simulate_ramp(rscd=skip, **kw)
+        mine, _ = simulate_ramp(rscd=skip, **kw)
         np.testing.assert_array_equal(mine.groupdq, ref.groupdq)
         np.testing.assert_array_equal(mine.pixeldq, ref.pixeldq)
     assert np.any(mine.pixeldq & dqflags.pixel["FLUX_ESTIMATED"])
@@ -636,3 +635,37 @@ def test_slow_readout_and_multiple_integrations():
     assert truth.meta["integration_period"] == pytest.approx(4 * gt)  # one reset frame
     slope = (model.data[:, 2] - model.data[:, 0])[:, :, 4:1028].astype(float) / (2 * gt)
     assert np.mean(slope) == pytest.approx(2.0, rel=0.01)
+
+
+def test_snr_counts_only_differences_before_the_sky_saturates():
+    """F2550W sky (400 DN/s) fills the 40000 DN headroom at read 37 of a 2.775 s ramp."""
+    gt, ngroups, rate = group_time_for("FULL"), 60, FILTER_BACKGROUND["F2550W"]
+    first = int(np.ceil(40000.0 / (rate * gt)))
+    vx, vy = 0.2 / gt, 0.1 / gt
+    kw = dict(subarray="SUB64", group_time=gt, ngroups=ngroups, filter="F2550W")
+    flux = snr_to_flux(10.0, vx, vy, x=30.0, y=30.0, t_ref=0.0, **kw)
+    model, truth = simulate_ramp(movers=[Mover(30.0, 30.0, vx, vy, flux)], cosmic_ray_rate=0.0,
+                                 shower_rate=0.0, seed=30, **kw)
+    assert truth["snr"][0] == pytest.approx(10.0, rel=1e-6)
+    t0, t1 = difference_intervals(ngroups, gt)
+    s = mover_differences(30.0, 30.0, vx, vy, flux, 0.0, t0, t1, psf_for_filter("F2550W"),
+                          np.arange(72.0), np.arange(64.0))
+    s[:, :, :4] = 0.0
+    expected = matched_filter_snr(s[1 : first - 1], rate * gt, 7.0, 4.0)  # reads 1 .. first-1
+    assert truth["snr"][0] == pytest.approx(expected, rel=2e-3)
+    # The simulated sky does saturate there (give or take a read for the noise).
+    sat = (model.groupdq[0][:, 5:60, 10:70] & SAT) != 0
+    assert np.all(np.abs(np.argmax(sat, axis=0) - first) <= 1)
+
+
+def test_cosmic_ray_sizes_and_amplitudes():
+    """Log-uniform total DN over 50-5000 (median 500) and 1-6 pixels, mostly compact."""
+    rng = np.random.default_rng(31)
+    events, _ = draw_cosmic_rays(rng, (1024, 1032), 100, 2.77504)
+    n = len(events)
+    mu = 5.0 * 1024 * 1032 * PIXEL_AREA_CM2 * 99 * 2.77504
+    assert abs(n - mu) < 4 * np.sqrt(mu)
+    assert np.median(events["amplitude"]) == pytest.approx(500.0, rel=0.05)
+    assert events["amplitude"].min() >= 50.0 and events["amplitude"].max() <= 5000.0
+    frac = np.bincount(events["n_pixels"], minlength=7)[1:] / n
+    np.testing.assert_allclose(frac, [0.35, 0.25, 0.15, 0.10, 0.08, 0.07], atol=0.02)

@@ -142,7 +142,8 @@ def pixel_background(diff, exclude=None):
     return med, n
 
 
-def scene_background(median, n_valid, read_noise, gain, block=16, nsigma=3.0):
+def scene_background(median, n_valid, read_noise, gain, block=16, nsigma=3.0, grow_px=0,
+                     grow_nsigma=50.0):
     """Background per difference: smooth sky where it fits, the pixel's own median elsewhere.
 
     A slow mover sits on its pixels for a good share of the ramp and pulls their
@@ -163,6 +164,14 @@ def scene_background(median, n_valid, read_noise, gain, block=16, nsigma=3.0):
         Size (px) of the blocks whose medians trace the sky.
     nsigma : float
         Agreement required, in units of the per-pixel median's standard error.
+    grow_px : int
+        Pixels within this distance of a bright pixel (``grow_nsigma``) keep their
+        own median too: a bright star's wings, each below ``nsigma``, add up to a
+        static source that the sky level would leave in the residual.
+    grow_nsigma : float
+        Excess over the sky, in units of the median's standard error, that makes a
+        pixel bright.  Well above what a moving source leaves in a median, so
+        tracks do not grow.
 
     Returns
     -------
@@ -184,6 +193,11 @@ def scene_background(median, n_valid, read_noise, gain, block=16, nsigma=3.0):
                        grid_mode=True)[:ny, :nx]
     sigma_median = 1.2533 * np.sqrt(difference_variance(sky, read_noise, gain) / np.maximum(n_valid, 1))
     with np.errstate(invalid="ignore"):
-        own = ~(np.abs(median - sky) <= nsigma * sigma_median)
+        excess = np.abs(median - sky) / sigma_median
+        own = ~(excess <= nsigma)
+        bright = excess > grow_nsigma
+    if grow_px > 0 and bright.any():
+        oy, ox = np.mgrid[-grow_px:grow_px + 1, -grow_px:grow_px + 1]
+        own |= ndimage.binary_dilation(bright, structure=np.hypot(oy, ox) <= grow_px)
     background = np.where(own, median, sky).astype(np.float32)
     return background, own

@@ -13,8 +13,7 @@ or edge hits less, so the range brackets the bulk with a median of 500 DN.
 Showers (:func:`draw_showers`) are MIRI's large, faint events: a few to a few tens
 of DN over hundreds of pixels at one instant, about once per 160 s on the full
 array (DESIGN.md §2), followed by a slow release of extra charge over the next
-seconds (the reason jwst's jump step masks ``time_masked_after_shower`` = 15 s
-after each).
+seconds (jwst's jump step flags ``time_masked_after_shower`` = 15 s after each).
 """
 
 from dataclasses import dataclass
@@ -180,8 +179,9 @@ class ShowerModel:
     Parameters
     ----------
     amplitude_range : tuple of float
-        Central prompt charge (DN).  Low: jwst's jump step treats events brighter
-        than ``max_shower_amplitude`` (4 DN/s times the group time) as not showers.
+        Central prompt charge (DN).  Low, about the CDS read noise: a shower is
+        seen by its area, not pixel by pixel (jwst's MIRI shower search looks for
+        >= 90 px of ring-convolved differences at SNR >= 1.2).
     area_range : tuple of float
         Area (pixels) of the disc.
     leak_fraction : float

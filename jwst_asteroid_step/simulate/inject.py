@@ -161,7 +161,7 @@ def _edge_valid(groupdq, assume_edge_flags):
     with ``assume_edge_flags`` the first and last groups count as flagged, as MIRI
     Stage 1 (RSCD/firstframe and lastframe) will flag them.
     """
-    nints, ngroups = groupdq.shape[:2]
+    ngroups = groupdq.shape[1]
     bad = np.all((groupdq & _DO_NOT_USE) != 0, axis=(2, 3))
     if assume_edge_flags == "auto":
         assume_edge_flags = not bad.any()
@@ -169,6 +169,19 @@ def _edge_valid(groupdq, assume_edge_flags):
         bad[:, 0] = True
         bad[:, -1] = True
     return ~(bad[:, 1:] | bad[:, :-1])
+
+
+def _saturation_flagged(model, saturation):
+    """GROUPDQ with SATURATED also where the input reads reach ``saturation``.
+
+    A raw ramp has not been through the saturation step; the SNR should still
+    leave out what that step will flag.
+    """
+    gdq = np.array(model.groupdq, copy=True)
+    sat = np.asarray(model.data) >= np.asarray(saturation, dtype=np.float32)
+    np.logical_or.accumulate(sat, axis=1, out=sat)
+    gdq[sat] |= _SATURATED
+    return gdq
 
 
 def ramp_background(model):
@@ -360,13 +373,14 @@ def inject_movers(
             raise ValueError(f"Mover in integration {m.integration} but the ramp has {ramp.nints}")
 
     groupdq_in = np.asarray(model.groupdq)
+    snr_gdq = _saturation_flagged(model, saturation)
     edge_valid = _edge_valid(groupdq_in, assume_edge_flags)
     background = ramp_background(model)
     gain_b = np.broadcast_to(np.asarray(gain, dtype=float), ramp.shape)
     rn_b = np.broadcast_to(np.asarray(read_noise_cds, dtype=float), ramp.shape)
 
     def cells(patches, i):
-        return _cells(patches, background[i - 1], groupdq_in[i - 1], edge_valid[i - 1],
+        return _cells(patches, background[i - 1], snr_gdq[i - 1], edge_valid[i - 1],
                       ramp.usable, rn_b, gain_b)
 
     # Fluxes: given, or the one reaching the target SNR in the mover's first integration.
@@ -396,7 +410,7 @@ def inject_movers(
                 g = gain_b[p.y0 : p.y1, p.x0 : p.x1][None]
                 charge = rng.poisson(p.data * g) / g if poisson else p.data.copy()
                 added.append((p, charge))
-            snr_i, snr_opt = _snrs(patches, background[i - 1], groupdq_in[i - 1],
+            snr_i, snr_opt = _snrs(patches, background[i - 1], snr_gdq[i - 1],
                                    edge_valid[i - 1], ramp.usable, rn_b, gain_b)
             xr, yr = ramp.position(m, t_reads, i)
             rows.append({
@@ -545,7 +559,7 @@ def shift_inject(
     if remove_source is None:
         remove_source = in_place
     h = int(half_size) if half_size is not None else int(ramp.psf.radius)
-    cx, cy = int(round(xs)), int(round(ys))
+    cx, cy = round(xs), round(ys)
     if not (h <= cx < ramp.nx - h and h <= cy < ramp.ny - h):
         raise ValueError(f"The {2 * h + 1} px box around the star ({xs}, {ys}) leaves the array")
     pad = 2
@@ -558,6 +572,7 @@ def shift_inject(
 
     t_mid = 0.5 * (ramp.t0 + ramp.t1)
     groupdq_in = np.asarray(model.groupdq)
+    snr_gdq = _saturation_flagged(model, saturation)
     edge_valid = _edge_valid(groupdq_in, assume_edge_flags)
     background = ramp_background(model)
     gain_b = np.broadcast_to(np.asarray(gain, dtype=float), ramp.shape)
@@ -619,7 +634,7 @@ def shift_inject(
         flux = float(stamps[valid].sum() / (valid.sum() * ramp.group_time)) if valid.any() else 0.0
         mover = Mover(dest[0], dest[1], vx, vy, max(flux, 0.0), t_ref=t_ref, integration=i)
         patches, _, _ = ramp.patches(mover, i, mover.flux)
-        snr_i, snr_opt = _snrs(patches, background[i - 1], groupdq_in[i - 1], valid,
+        snr_i, snr_opt = _snrs(patches, background[i - 1], snr_gdq[i - 1], valid,
                                ramp.usable, rn_b, gain_b)
         xr, yr = ramp.position(mover, t_reads, i)
         rows.append({

@@ -494,7 +494,9 @@ def simulate_ramp(
         ``t_ref`` (s since that integration's first read), ``vx``, ``vy``,
         ``speed_px_per_group``, ``flux``, ``snr`` (matched-filter SNR of
         DESIGN.md §3 over the cells the pipeline uses: differences touching no
-        DO_NOT_USE group, pixels neither DO_NOT_USE nor dead, on the array; noise
+        DO_NOT_USE group and ending before the static scene (sky, stars, hot
+        pixels) saturates the pixel, pixels neither DO_NOT_USE nor dead, on the
+        array; noise
         from sky + stars + hot pixels + the mover, differences taken as
         independent), ``snr_optimal`` (the same cells with the true noise, in
         which adjacent differences share a read: the SNR of the ideal matched
@@ -722,7 +724,7 @@ def simulate_ramp(
             "cosmic_ray_rate": float(cosmic_ray_rate),
             "n_cosmic_rays": [int(len(t)) for t in cr_tables],
             "shower_rate": float(shower_rate),
-            "n_showers": [int(len(t)) for t in shower_tables],
+            "n_showers": [len(t) for t in shower_tables],
             "flag_edges": bool(flag_edges),
             "poisson": bool(poisson),
             "psf_fwhm": float(psf.fwhm),
