@@ -16,7 +16,7 @@ from jwst_asteroid_step.detect import DETECTION_COLUMNS, detections_to_catalog, 
 from jwst_asteroid_step.measure.moving_psf import fit_moving_psf
 from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.psf import psf_for_filter
-from jwst_asteroid_step.ramp.noise import matched_filter_snr
+from jwst_asteroid_step.ramp.noise import matched_filter_snr, matched_filter_snr_correlated
 from jwst_asteroid_step.search.tracks import Track, fit_track
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
 from jwst_asteroid_step.timebase import difference_intervals
@@ -154,9 +154,14 @@ def expected_cube(truth=TRUTH, psf=PSF, n_groups=NG, box=BOX):
 
 
 def noisy(expected, seed):
-    """Draw a difference cube from the package noise model."""
+    """Draw a difference cube from the package noise model.
+
+    Shot noise is independent between differences; read noise is drawn per read
+    (RN / sqrt(2) each), so adjacent differences share a read, as on the detector.
+    """
     rng = np.random.default_rng(seed)
-    return rng.poisson(expected * GAIN) / GAIN + rng.normal(0.0, RN, expected.shape)
+    reads = rng.normal(0.0, RN / np.sqrt(2.0), (expected.shape[0] + 1,) + expected.shape[1:])
+    return rng.poisson(expected * GAIN) / GAIN + np.diff(reads, axis=0)
 
 
 def rough_guess(truth=TRUTH):
@@ -233,10 +238,14 @@ def test_noisy_fit_recovers_mover_within_errors():
 
 
 def test_fit_snr_matches_matched_filter_snr_of_truth():
+    # The fit's SNR uses the full covariance (read noise shared by adjacent
+    # differences): the optimal SNR of the truth, above the diagonal yardstick.
     cube = expected_cube()
-    expected_snr = matched_filter_snr(cube - SKY[None], SKY[None], RN, GAIN)
+    signal = (cube - SKY[None]).reshape(cube.shape[0], -1)
+    expected_snr, _ = matched_filter_snr_correlated(signal, SKY.reshape(1, -1), True, RN, GAIN)
     result = fit(noisy(cube, seed=5))
     assert result.snr == pytest.approx(expected_snr, rel=0.1)
+    assert result.snr > matched_filter_snr(cube - SKY[None], SKY[None], RN, GAIN)
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +372,8 @@ def test_find_movers_recovers_bright_mover(bright_detections):
 def test_find_movers_reports_evidence(bright_detections, bright_ramp):
     table, counts = bright_detections
     row = table[0]
-    assert row["snr"] == pytest.approx(bright_ramp[3]["snr"][0], rel=0.1)
+    # Fit SNR uses the full covariance: the truth's optimal SNR, not the diagonal one.
+    assert row["snr"] == pytest.approx(bright_ramp[3]["snr_optimal"][0], rel=0.15)
     assert row["n_groups"] >= 20
     assert row["n_jumps"] >= 3 and row["n_pixels"] >= 10
     assert not row["trail_in_group"]  # 0.34 px per group, far less than the FWHM

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..mover_model import n_sub_samples
-from ..ramp.noise import difference_variance
+from ..ramp.noise import difference_covariance, whiten
 
 __all__ = ["MovingFit", "fit_moving_psf"]
 
@@ -38,7 +38,8 @@ class MovingFit:
     chi2_dof : float
         Reduced chi-square.
     snr : float
-        Matched-filter SNR of the fitted model, ``sqrt(sum(m**2 / var))``.
+        Matched-filter SNR of the fitted model with the full covariance of the
+        differences, ``sqrt(m^T C^-1 m)``, own-pixel backgrounds profiled out.
     consistency : float
         Median over differences of the flux seen in that difference relative to
         the fit; about 1 for a steady mover, near 0 when a few instants dominate
@@ -73,17 +74,20 @@ class MovingFit:
 
 
 class _Cells:
-    """The pixel-differences near a path, flattened for fast model evaluation.
+    """The pixel-differences near a path, for fast model evaluation and whitening.
 
     Sky pixels contribute the differences during which the source is near them,
     with the sky level as known background.  Pixels with a background of their own
     (stars, or a bright track whose median holds source flux) contribute their whole
-    time series, and their background is a free parameter profiled out of the fit
-    (:meth:`project`): exact however slow the source, and no wing of it can leak in.
+    time series, and their background is a free parameter profiled out of the fit:
+    exact however slow the source, and no wing of it can leak in.
+
+    Residuals are whitened with each pixel's tridiagonal covariance
+    (:func:`~jwst_asteroid_step.ramp.noise.whiten`), so the fit, its errors and its
+    SNR use the read-noise correlation of adjacent differences.
     """
 
-    def __init__(self, diff, exclude, background, own, var0, group_time, psf, x, y, vx, vy, t_ref,
-                 margin):
+    def __init__(self, diff, exclude, background, own, group_time, psf, x, y, vx, vy, t_ref, margin):
         nk, ny, nx = diff.shape
         core_sigma = psf.components[0][1]
         travel = np.hypot(vx, vy) * group_time
@@ -108,51 +112,78 @@ class _Cells:
         k = np.concatenate([k[sky], np.repeat(np.arange(nk), own_pix.size)])
         yy = np.concatenate([yy[sky], np.tile(oy, nk)])
         xx = np.concatenate([xx[sky], np.tile(ox, nk)])
-        pix_group = np.concatenate([np.full(sky.sum(), -1), np.tile(np.arange(own_pix.size), nk)])
 
         d = diff[k, yy, xx].astype(float) - background[yy, xx]
-        ok = np.isfinite(d) & ~exclude[k, yy, xx] & np.isfinite(var0[yy, xx])
-        self.k, self.y, self.x = k[ok], yy[ok].astype(float), xx[ok].astype(float)
+        ok = np.isfinite(d) & ~exclude[k, yy, xx]
+        self.k, yy, xx = k[ok], yy[ok], xx[ok]
+        self.y, self.x = yy.astype(float), xx.astype(float)
         self.data = d[ok]
-        self.var0 = var0[yy[ok], xx[ok]].astype(float)
-        self.group = pix_group[ok]
-        self.profiled = self.group >= 0
-        self.n_own = np.unique(self.group[self.profiled]).size
+        pix, self.pix = np.unique(yy * nx + xx, return_inverse=True)
+        self.pix_y, self.pix_x = np.divmod(pix, nx)
+        self.n_pix = pix.size
+        self.n_k = nk
+        self.profiled = np.isin(np.arange(self.n_pix), np.searchsorted(pix, own_pix[np.isin(own_pix, pix)]))
+        self.n_own = int(self.profiled.sum())
+        self.background = background[yy, xx].astype(float)
         self.group_time = group_time
         self.psf = psf
         self.n_sub = n_sub_samples(1.5 * np.hypot(vx, vy) + 1e-3, group_time)
         frac = (np.arange(self.n_sub) + 0.5) / self.n_sub
         self.t = (self.k[:, None] + frac[None, :]) * group_time
 
-    def project(self, values, weight, keep):
-        """Remove each own-background pixel's weighted mean from ``values[keep]``.
+    def set_noise(self, source_dn, keep, read_noise, gain):
+        """Covariance bands for the kept cells, given the source's expected charge."""
+        expected = np.zeros((self.n_k, self.n_pix))
+        valid = np.zeros((self.n_k, self.n_pix), dtype=bool)
+        expected[self.k, self.pix] = self.background + np.maximum(source_dn, 0)
+        valid[self.k[keep], self.pix[keep]] = True
+        self.diag, self.off = difference_covariance(
+            expected, valid, self._at_pixels(read_noise), self._at_pixels(gain))
+        self.keep = keep
+        self.var = self.diag[self.k, self.pix]
+        # The whitened constant of each own-background pixel: its nuisance template.
+        ones = np.zeros((self.n_k, self.n_pix))
+        ones[self.k[keep], self.pix[keep]] = 1.0
+        self.u = whiten(ones, self.diag, self.off)[:, self.profiled]
+        self.uu = np.maximum(np.sum(self.u**2, axis=0), 1e-300)
+
+    def _at_pixels(self, value):
+        """A scalar, or a (ny, nx) map sampled at the fit's pixels as a row."""
+        value = np.asarray(value, dtype=float)
+        return value if value.ndim == 0 else value[self.pix_y, self.pix_x][None, :]
+
+    def whitened(self, values):
+        """Whitened values of the kept cells, own-pixel backgrounds profiled out.
 
         Parameters
         ----------
-        values : ndarray, shape (n,) or (n, m)
-        weight : ndarray, shape (n,)
-            Inverse variances.
-        keep : ndarray, bool, shape (n,)
+        values : ndarray, shape (n_cells,) or (n_cells, m)
 
         Returns
         -------
-        ndarray, shape of ``values[keep]``
+        ndarray, shape (K * n_pix,) or (K * n_pix, m)
         """
-        v = values[keep]
-        sel = self.profiled[keep]
-        if not sel.any():
-            return v
-        g = self.group[keep][sel]
-        w = weight[keep][sel]
-        n = self.group.max() + 1
-        wsum = np.maximum(np.bincount(g, w, minlength=n), 1e-300)
-        v = v.copy()
-        if v.ndim == 1:
-            v[sel] -= (np.bincount(g, w * v[sel], minlength=n) / wsum)[g]
-        else:
-            for j in range(v.shape[1]):
-                v[sel, j] -= (np.bincount(g, w * v[sel, j], minlength=n) / wsum)[g]
-        return v
+        cols = values[:, None] if values.ndim == 1 else values
+        out = []
+        for j in range(cols.shape[1]):
+            dense = np.zeros((self.n_k, self.n_pix))
+            dense[self.k[self.keep], self.pix[self.keep]] = cols[self.keep, j]
+            w = whiten(dense, self.diag, self.off)
+            if self.n_own:
+                wp = w[:, self.profiled]
+                wp -= self.u * (np.sum(self.u * wp, axis=0) / self.uu)
+                w[:, self.profiled] = wp
+            out.append(w.ravel())
+        return out[0] if values.ndim == 1 else np.column_stack(out)
+
+    def own_background(self, resid):
+        """Fitted extra background (DN per difference) of each cell's pixel; 0 on sky."""
+        dense = np.zeros((self.n_k, self.n_pix))
+        dense[self.k[self.keep], self.pix[self.keep]] = resid[self.keep]
+        w = whiten(dense, self.diag, self.off)[:, self.profiled]
+        level = np.zeros(self.n_pix)
+        level[self.profiled] = np.sum(self.u * w, axis=0) / self.uu
+        return level[self.pix]
 
     def model(self, p, t_ref):
         x, y, vx, vy, flux = p
@@ -175,7 +206,7 @@ class _Cells:
 
 
 def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time, psf, guess, margin=2):
-    """Least-squares fit of a moving PSF to group differences.
+    """Least-squares fit of a moving PSF to group differences, with their full covariance.
 
     Parameters
     ----------
@@ -189,7 +220,7 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     own : ndarray, bool, shape (ny, nx)
         Pixels with a background of their own; near the track, their background
         is fitted along with the source.
-    read_noise, gain : float or ndarray (ny, nx)
+    read_noise, gain : float or ndarray, shape (ny, nx)
         CDS read noise (DN) and gain (e/DN).
     group_time : float
         Seconds per group.
@@ -205,46 +236,41 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     MovingFit or None
         None when no usable pixels lie near the path.
     """
-    var0 = np.broadcast_to(difference_variance(background, read_noise, gain), background.shape)
-    cells = _Cells(diff, exclude, background, own, var0, group_time, psf,
+    cells = _Cells(diff, exclude, background, own, group_time, psf,
                    guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin)
     if cells.data.size < 6 + cells.n_own:
         return None
     t_ref = guess.t_ref
     keep = np.ones(cells.data.size, dtype=bool)
-    var = cells.var0.copy()
+    cells.set_noise(np.zeros(cells.data.size), keep, read_noise, gain)
     p0 = np.array([guess.x, guess.y, guess.vx, guess.vy, 1.0])
-    m_unit = cells.project(cells.model(p0, t_ref), 1 / var, keep)
-    d_proj = cells.project(cells.data, 1 / var, keep)
-    p0[4] = max(np.sum(d_proj * m_unit / var) / max(np.sum(m_unit**2 / var), 1e-30), 1e-3)
+    m_w = cells.whitened(cells.model(p0, t_ref))
+    d_w = cells.whitened(cells.data)
+    p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
 
-    gain_arr = np.broadcast_to(gain, background.shape)[cells.y.astype(int), cells.x.astype(int)]
     result = None
     for _ in range(2):
-        w, sig = 1.0 / var, np.sqrt(var[keep])
+        d_w = cells.whitened(cells.data)
 
         def residuals(p):
-            return cells.project(cells.data - cells.model(p, t_ref), w, keep) / sig
+            return d_w - cells.whitened(cells.model(p, t_ref))
 
         def jacobian(p):
-            return -cells.project(cells.jacobian(p, t_ref), w, keep) / sig[:, None]
+            return -cells.whitened(cells.jacobian(p, t_ref))
 
         result = least_squares(residuals, p0, jac=jacobian, x_scale="jac", method="lm")
         p0 = result.x
         model = cells.model(p0, t_ref)
         # Second pass: Poisson noise of the source itself, and drop cells the
         # model cannot explain (unflagged cosmic rays near the track).
-        var = cells.var0 + np.maximum(model, 0) / gain_arr
-        resid = np.full(cells.data.size, np.inf)
-        resid[keep] = cells.project(cells.data - model, 1.0 / var, keep)
-        keep = np.abs(resid) / np.sqrt(var) < 6.0
-    w = 1.0 / var
-    sig = np.sqrt(var[keep])
-    data_p = cells.project(cells.data, w, keep)
-    model_p = cells.project(model, w, keep)
-    jac = result.jac
+        resid = cells.data - model - cells.own_background(cells.data - model)
+        keep = np.abs(resid) / np.sqrt(cells.var) < 6.0
+        cells.set_noise(model, keep, read_noise, gain)
+    d_w = cells.whitened(cells.data)
+    m_w = cells.whitened(model)
+    jac = cells.whitened(cells.jacobian(p0, t_ref))
     dof = max(int(keep.sum()) - 5 - cells.n_own, 1)
-    chi2 = float(np.sum(((data_p - model_p) / sig) ** 2))
+    chi2 = float(np.sum((d_w - m_w) ** 2))
     try:
         cov = np.linalg.inv(jac.T @ jac)
     except np.linalg.LinAlgError:
@@ -259,8 +285,9 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     cov = a @ cov @ a.T
     x, y, t_ref = x + vx * shift, y + vy * shift, t_ref + shift
 
-    snr = float(np.sqrt(np.sum(model_p**2 / var[keep])))
-    consistency, n_groups = _temporal_consistency(cells.k[keep], data_p, model_p, var[keep])
+    snr = float(np.sqrt(np.dot(m_w, m_w)))
+    data = cells.data - cells.own_background(cells.data - model)
+    consistency, n_groups = _temporal_consistency(cells.k[keep], data[keep], model[keep], cells.var[keep])
     return MovingFit(
         x=float(x), y=float(y), vx=float(vx), vy=float(vy), flux=float(flux), t_ref=float(t_ref),
         cov=cov, chi2_dof=chi2 / dof, snr=snr, consistency=consistency, n_groups=n_groups,

@@ -1,4 +1,4 @@
-"""The one noise model of the package, for single group differences.
+"""The one noise model of the package, for group differences.
 
 A group difference ``d = R[k+1] - R[k]`` in DN has variance
 
@@ -7,13 +7,27 @@ A group difference ``d = R[k+1] - R[k]`` in DN has variance
 where ``rn_cds`` is the correlated-double-sample read noise (DN; the quantity the
 CRDS READNOISE reference file holds, and what stcal's jump step uses for a
 one-frame-per-group readout) and ``S`` is the expected charge collected in the
-interval (DN: background, stars, and the source itself).  The simulator draws
-noise from this model and the detector weights by it.
+interval (DN: background, stars, and the source itself).  Read noise is drawn once
+per read, so two adjacent differences of a pixel share a read and have covariance
+``-rn_cds**2 / 2``; shot noise is independent between differences.  Over a pixel's
+differences the covariance is therefore tridiagonal (:func:`difference_covariance`),
+and :func:`whiten` / :func:`solve` apply its inverse Cholesky factor or its inverse.
+When read noise dominates, a slowly varying signal is measured far better than the
+diagonal formula of DESIGN.md §3 says: the read noise cancels along the ramp.  The
+simulator draws noise from this model and the detector weights by it.
 """
 
+import numba
 import numpy as np
 
-__all__ = ["difference_variance", "matched_filter_snr", "matched_filter_snr_correlated"]
+__all__ = [
+    "difference_covariance",
+    "difference_variance",
+    "matched_filter_snr",
+    "matched_filter_snr_correlated",
+    "solve",
+    "whiten",
+]
 
 
 def difference_variance(expected_dn, read_noise_cds, gain):
@@ -60,17 +74,126 @@ def matched_filter_snr(signal_dn, background_dn, read_noise_cds, gain):
     return float(np.sqrt(np.sum(s**2 / var)))
 
 
+def difference_covariance(expected_dn, valid, read_noise_cds, gain):
+    """Bands of the covariance of a pixel's group differences (axis 0 is time).
+
+    Parameters
+    ----------
+    expected_dn : ndarray, shape (K, ...)
+        Expected charge (DN) in each difference, all sources included.
+    valid : ndarray of bool, broadcastable to ``expected_dn``
+        Differences that are used; an unused difference breaks the chain, and its
+        row is set to unit variance so it stays inert.
+    read_noise_cds, gain : float or ndarray, broadcastable
+        As in :func:`difference_variance`.
+
+    Returns
+    -------
+    diag : ndarray, shape (K, ...)
+        Variances (DN**2).
+    off : ndarray, shape (K - 1, ...)
+        Covariance of differences k and k+1: ``-rn_cds**2 / 2`` where both are used.
+    """
+    shape = np.shape(expected_dn)
+    valid = np.broadcast_to(valid, shape)
+    diag = np.broadcast_to(difference_variance(expected_dn, read_noise_cds, gain), shape)
+    diag = np.where(valid, np.maximum(diag, 1e-30), 1.0)
+    rn2 = np.broadcast_to(np.asarray(read_noise_cds, dtype=float) ** 2, shape)
+    off = np.where(valid[1:] & valid[:-1], -0.25 * (rn2[1:] + rn2[:-1]), 0.0)
+    return diag, off
+
+
+@numba.njit(cache=True)
+def _whiten(values, diag, off, out):
+    n_k, n = values.shape
+    for j in range(n):
+        prev_l = np.sqrt(diag[0, j])
+        out[0, j] = values[0, j] / prev_l
+        for k in range(1, n_k):
+            m = off[k - 1, j] / prev_l
+            lkk = np.sqrt(max(diag[k, j] - m * m, 1e-30))
+            out[k, j] = (values[k, j] - m * out[k - 1, j]) / lkk
+            prev_l = lkk
+
+
+def whiten(values, diag, off):
+    """Apply ``L^-1``, ``C = L L^T`` being a pixel's tridiagonal covariance.
+
+    Whitened residuals are independent with unit variance, so least squares on
+    them is least squares with the full covariance.
+
+    Parameters
+    ----------
+    values : ndarray, shape (K, N)
+        One column per pixel; rows are differences.
+    diag, off : ndarray, shapes (K, N) and (K - 1, N)
+        From :func:`difference_covariance`.
+
+    Returns
+    -------
+    ndarray, float64, shape (K, N)
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    out = np.empty_like(values)
+    _whiten(values, np.ascontiguousarray(diag, dtype=np.float64),
+            np.ascontiguousarray(off, dtype=np.float64), out)
+    return out
+
+
+@numba.njit(cache=True)
+def _solve_column(values, diag, off, c_prime, out):
+    n_k = values.size
+    m = diag[0]
+    out[0] = values[0] / m
+    for k in range(1, n_k):
+        c_prime[k - 1] = off[k - 1] / m
+        m = diag[k] - off[k - 1] * c_prime[k - 1]
+        out[k] = (values[k] - off[k - 1] * out[k - 1]) / m
+    for k in range(n_k - 2, -1, -1):
+        out[k] -= c_prime[k] * out[k + 1]
+
+
+@numba.njit(cache=True)
+def _solve(values, diag, off, out):
+    n_k, n = values.shape
+    c_prime = np.empty(max(n_k - 1, 1))
+    col = np.empty(n_k)
+    res = np.empty(n_k)
+    for j in range(n):
+        for k in range(n_k):
+            col[k] = values[k, j]
+        _solve_column(col, diag[:, j], off[:, j], c_prime, res)
+        for k in range(n_k):
+            out[k, j] = res[k]
+
+
+def solve(values, diag, off):
+    """Apply ``C^-1`` (Thomas algorithm), one pixel's differences per column.
+
+    Parameters
+    ----------
+    values : ndarray, shape (K, N)
+    diag, off : ndarray, shapes (K, N) and (K - 1, N)
+        From :func:`difference_covariance`.
+
+    Returns
+    -------
+    ndarray, float64, shape (K, N)
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    out = np.empty_like(values)
+    _solve(values, np.ascontiguousarray(diag, dtype=np.float64),
+           np.ascontiguousarray(off, dtype=np.float64), out)
+    return out
+
+
 def matched_filter_snr_correlated(signal_dn, background_dn, valid, read_noise_cds, gain):
     """Matched-filter SNR with the read-noise correlation of adjacent differences.
 
-    Read noise is drawn per read (``read_noise_cds / sqrt(2)`` each), so two
-    adjacent differences of a pixel share a read and have covariance
-    ``-read_noise_cds**2 / 2``; :func:`matched_filter_snr` ignores that.  For a
-    template that changes slowly from one difference to the next (a slow mover,
-    a star) the read noise largely cancels along a pixel's ramp, and the true SNR
-    of a filter is higher than :func:`matched_filter_snr` says whenever read noise
-    dominates the variance.  Pixels are independent; each pixel's covariance over
-    its valid differences is tridiagonal.
+    :func:`matched_filter_snr` ignores the correlation; for a template that changes
+    slowly from one difference to the next (a slow mover, a star) the read noise
+    largely cancels along a pixel's ramp, and the true SNR of a filter is higher
+    than :func:`matched_filter_snr` says whenever read noise dominates.
 
     Parameters
     ----------
@@ -97,30 +220,11 @@ def matched_filter_snr_correlated(signal_dn, background_dn, valid, read_noise_cd
     shape = s.shape
     valid = np.broadcast_to(valid, shape)
     s = np.where(valid, s, 0.0)
-    rn2 = np.broadcast_to(np.asarray(read_noise_cds, dtype=float) ** 2, shape)
-    diag = difference_variance(s + np.broadcast_to(background_dn, shape), read_noise_cds, gain)
-    diag = np.where(valid, np.maximum(np.broadcast_to(diag, shape), 1e-30), 1.0)
-    both = valid[1:] & valid[:-1]
-    off = np.where(both, -0.5 * 0.5 * (rn2[1:] + rn2[:-1]), 0.0)
-
-    # Thomas algorithm along the difference axis, vectorised over pixels.
-    n_k = shape[0]
-    c_prime = np.zeros_like(s)
-    d_prime = np.zeros_like(s)
-    m = diag[0]
-    d_prime[0] = s[0] / m
-    if n_k > 1:
-        c_prime[0] = off[0] / m
-    for k in range(1, n_k):
-        m = diag[k] - off[k - 1] * c_prime[k - 1]
-        if k < n_k - 1:
-            c_prime[k] = off[k] / m
-        d_prime[k] = (s[k] - off[k - 1] * d_prime[k - 1]) / m
-    x = np.empty_like(s)
-    x[-1] = d_prime[-1]
-    for k in range(n_k - 2, -1, -1):
-        x[k] = d_prime[k] - c_prime[k] * x[k + 1]
-    snr_optimal = float(np.sqrt(max(np.sum(s * x), 0.0)))
+    diag, off = difference_covariance(s + np.broadcast_to(background_dn, shape), valid,
+                                      read_noise_cds, gain)
+    flat = s.reshape(shape[0], -1)
+    x = solve(flat, diag.reshape(shape[0], -1), off.reshape(max(shape[0] - 1, 0), -1))
+    snr_optimal = float(np.sqrt(max(np.sum(flat * x), 0.0)))
 
     w = np.where(valid, s / diag, 0.0)
     num = np.sum(w * s)

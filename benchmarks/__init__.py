@@ -1,0 +1,1 @@
+"""Benchmarks of jwst_asteroid_step: injection-recovery against two baselines, and performance."""
