@@ -26,7 +26,10 @@ import numba
 import numpy as np
 from scipy import ndimage
 
-from ..ramp.noise import difference_variance
+from ..mover_model import mover_differences
+from ..psf import PSFModel
+from ..ramp.noise import matched_filter_snr_correlated
+from ..timebase import difference_intervals
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
 
@@ -124,7 +127,7 @@ def _correlate_separable(image, profile):
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _scan(psi, t_bin, vxs, vys, norm, best_snr, best_iv):
+def _scan(psi, t_bin, vxs, vys, vnorm, norm, best_snr, best_iv):
     """For every starting pixel, the best SNR over the velocities and its index."""
     n_bins, ny, nx = psi.shape
     for y in numba.prange(ny):
@@ -144,10 +147,19 @@ def _scan(psi, t_bin, vxs, vys, norm, best_snr, best_iv):
                 for i in range(src.size):
                     dst[i] += src[i]
             for x in range(nx):
-                s = acc[x] * norm_row[x]
+                s = acc[x] * norm_row[x] * vnorm[iv]
                 if s > best_row[x]:
                     best_row[x] = s
                     iv_row[x] = iv
+
+
+def _robust_sigma(plane):
+    """Standard deviation of a plane from the MAD of a subsample; stars and tracks barely move it."""
+    sample = plane[::4, ::4]
+    sample = sample[sample != 0]
+    if sample.size == 0:
+        return np.inf
+    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
 
 
 def _velocity_annulus(lo, hi, step):
@@ -177,29 +189,83 @@ def _bilinear(planes, t_bin, x, y, vx, vy):
     return total
 
 
-def _refine(planes, t_bin, norm, x, y, vx, vy, step):
+def _refine(planes, t_bin, norm, speed_norm, x, y, vx, vy, step):
     """Best sub-pixel position and sub-grid velocity around a grid point."""
     dpos = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
     dvel = np.array([-0.5, 0.0, 0.5]) * step
     gx, gy, gvx, gvy = np.meshgrid(x + dpos, y + dpos, vx + dvel, vy + dvel, indexing="ij")
     psi = _bilinear(planes, t_bin, gx, gy, gvx, gvy)
     nrm = _bilinear(norm[None], np.zeros(1), gx, gy, gvx, gvy)
-    snr = psi * nrm
+    snr = psi * nrm * speed_norm(np.hypot(gvx, gvy))
     i = np.unravel_index(np.argmax(snr), snr.shape)
     return float(gx[i]), float(gy[i]), float(gvx[i]), float(gvy[i]), float(snr[i])
 
 
-def _binned_psi(diff, exclude, background, weight, prof, bin_len):
-    """PSF-correlated, weighted residual summed over bins of ``bin_len`` differences."""
-    n_diff = diff.shape[0]
-    n_bins = -(-n_diff // bin_len)
-    planes = np.empty((n_bins,) + diff.shape[1:], dtype=np.float32)
-    for b in range(n_bins):
-        chunk = diff[b * bin_len:(b + 1) * bin_len]
-        bad = ~np.isfinite(chunk) | exclude[b * bin_len:(b + 1) * bin_len]
-        r = np.where(bad, 0.0, chunk - background[None]).sum(axis=0, dtype=np.float32)
-        planes[b] = _correlate_separable(r * weight, prof)
-    return planes
+@numba.njit(parallel=True, cache=True)
+def _prewhitened_bins(diff, exclude, background, rn2, poisson, bin_len, out):
+    """Sum over time bins of ``C^-1 r``, the residual pre-whitened with its covariance.
+
+    With ``z = C^-1 r`` per pixel, a track's matched-filter numerator
+    ``s^T C^-1 r = sum_k s_k z_k`` is again a sum along the track, so the
+    shift-and-stack runs on ``z`` exactly as on independent data.
+    """
+    n_k, ny, nx = diff.shape
+    for y in numba.prange(ny):
+        r = np.empty(n_k)
+        dg = np.empty(n_k)
+        of = np.empty(max(n_k - 1, 1))
+        c_prime = np.empty(max(n_k - 1, 1))
+        z = np.empty(n_k)
+        for x in range(nx):
+            r_ok_prev = False
+            for k in range(n_k):
+                v = diff[k, y, x]
+                ok = v == v and not exclude[k, y, x]
+                r[k] = v - background[y, x] if ok else 0.0
+                dg[k] = rn2[y, x] + poisson[y, x] if ok else 1.0
+                if k > 0:
+                    of[k - 1] = -0.5 * rn2[y, x] if ok and r_ok_prev else 0.0
+                r_ok_prev = ok
+            m = dg[0]
+            z[0] = r[0] / m
+            for k in range(1, n_k):
+                c_prime[k - 1] = of[k - 1] / m
+                m = dg[k] - of[k - 1] * c_prime[k - 1]
+                z[k] = (r[k] - of[k - 1] * z[k - 1]) / m
+            for k in range(n_k - 2, -1, -1):
+                z[k] -= c_prime[k] * z[k + 1]
+            for k in range(n_k):
+                out[k // bin_len, y, x] += z[k]
+
+
+def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max):
+    """``1 / sqrt(s^T C^-1 s)`` of the search kernel's template, as a function of speed.
+
+    Computed for a unit template (the kernel: the PSF core) crossing uniform sky,
+    on a grid of speeds; between grid speeds it is interpolated.  Fast tracks
+    are evaluated over a shorter stretch and scaled, the statistic being
+    additive along the track.
+    """
+    core = PSFModel(psf.fwhm, wing_fraction=0.0)
+    speeds = np.concatenate([[0.0], np.geomspace(v_max / 200.0, v_max, 24)])
+    values = []
+    for v in speeds:
+        n_t = int(min(n_diff, np.ceil(40.0 / max(v, 1e-9)) + 4))
+        t0, t1 = difference_intervals(n_t + 1, 1.0)
+        half = core.radius + 0.5 * v * n_t + 1
+        grid = np.arange(-np.ceil(half), np.ceil(half) + 1)
+        tmpl = mover_differences(0.0, 0.0, v * np.cos(0.5), v * np.sin(0.5), 1.0, 0.5 * n_t,
+                                 t0, t1, core, grid, grid)
+        k0 = (n_diff - n_t) // 2
+        valid = valid_k[k0:k0 + n_t, None]
+        snr, _ = matched_filter_snr_correlated(tmpl.reshape(n_t, -1), background, valid, read_noise, gain)
+        values.append(snr**2 * n_diff / n_t)
+    values = np.asarray(values)
+
+    def speed_norm(speed):
+        return 1.0 / np.sqrt(np.interp(speed, speeds, values))
+
+    return speed_norm
 
 
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
@@ -230,8 +296,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     max_candidates : int
         Most candidates returned, highest SNR first.
     clip_sigma : float
-        Each time bin adds at most this many sigma to a track's statistic, so a
-        cosmic-ray remnant the jump step missed cannot make a track on its own.
+        Each time bin's plane is clipped at this many of its robust standard
+        deviations, so a cosmic-ray remnant the jump step missed cannot make a
+        track on its own.
     min_separation : int
         Half-size (px) of the neighbourhood a candidate must be the maximum of.
 
@@ -243,25 +310,36 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         ``n_peaks``, grid maxima refined.
     """
     n_diff, ny, nx = diff.shape
-    var = np.broadcast_to(difference_variance(background, read_noise, gain), (ny, nx))
-    weight = (1.0 / var).astype(np.float32)
+    rn = np.broadcast_to(np.asarray(read_noise, dtype=np.float64), (ny, nx))
+    gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), (ny, nx))
+    poisson = np.maximum(background, 0) / gain
     sigma = psf.components[0][1]
     prof = _core_profile(psf, int(np.ceil(3.0 * sigma))).astype(np.float32)
-    n_usable = (np.isfinite(diff) & ~exclude).sum(axis=0, dtype=np.float32)
-    phi = _correlate_separable(n_usable * weight, prof**2)
-    # Starting points whose PSF footprint has lost most of its data (reference
-    # columns, masked regions, frame edges) would divide by almost nothing.
+
+    # How much of the ideal data each starting point's footprint holds, relative
+    # to clean sky (diagonal approximation): masks, cosmic rays, stars.  Points
+    # that lost most of it (reference columns, masked regions) are not searched.
+    usable = np.isfinite(diff) & ~exclude
+    weight = (1.0 / (rn**2 + poisson)).astype(np.float32)
+    phi = _correlate_separable(usable.sum(axis=0, dtype=np.float32) * weight, prof**2)
     phi_full = _correlate_separable(np.full((ny, nx), n_diff, np.float32) * weight, prof**2)
-    enough = phi >= 0.5 * phi_full
-    norm = np.where(enough, 1.0 / np.sqrt(np.maximum(phi, 1e-30)), 0.0).astype(np.float32)
-    # Per-bin noise of psi, for clipping: phi scaled by the bin's share of differences.
-    phi_per_diff = np.sqrt(np.maximum(phi, 0) / max(n_diff, 1)).astype(np.float32)
+    ref_weight = np.float32(1.0 / np.median(rn**2 + poisson))
+    phi_ref = n_diff * ref_weight * np.sum(prof**2) ** 2
+    norm = np.where(phi >= 0.5 * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0).astype(np.float32)
+    valid_k = usable[:, ::8, ::8].mean(axis=(1, 2)) > 0.5
+    del usable
+    speed_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
+                                      float(np.median(rn)), float(np.median(gain)), v_max)
 
     t_ref = 0.5 * n_diff  # in groups; difference k is centred at k + 0.5
     step = velocity_grid_step(np.sqrt(sigma**2 + 1.0 / 12.0), n_diff, grid_loss)
     classes = speed_classes(v_max, max_smear_px)
     finest = classes[-1][2]
-    fine = _binned_psi(diff, exclude, background, weight, prof, finest)
+    fine = np.zeros((-(-n_diff // finest), ny, nx), dtype=np.float32)
+    _prewhitened_bins(diff, exclude, np.asarray(background, np.float64), np.ascontiguousarray(rn**2),
+                      np.ascontiguousarray(poisson, dtype=np.float64), finest, fine)
+    for b in range(fine.shape[0]):
+        fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks = [], 0, 0
     for lo, hi, bin_len in classes:
         group = bin_len // finest
@@ -269,13 +347,14 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         planes = np.stack([fine[b * group:(b + 1) * group].sum(axis=0) for b in range(n_bins)])
         t_bin = np.array([0.5 * (b * bin_len + min((b + 1) * bin_len, n_diff)) - t_ref
                           for b in range(n_bins)], dtype=np.float32)
-        limit = clip_sigma * phi_per_diff * np.sqrt(bin_len)
-        np.clip(planes, -limit, limit, out=planes)
+        for plane in planes:
+            limit = clip_sigma * _robust_sigma(plane)
+            np.clip(plane, -limit, limit, out=plane)
         vxs, vys = _velocity_annulus(lo, hi, step)
         n_vel += vxs.size
         snr = np.full((ny, nx), -np.inf, dtype=np.float32)
         best_iv = np.zeros((ny, nx), dtype=np.int32)
-        _scan(planes, t_bin, vxs, vys, norm, snr, best_iv)
+        _scan(planes, t_bin, vxs, vys, speed_norm(np.hypot(vxs, vys)).astype(np.float32), norm, snr, best_iv)
         # Grid points a little below threshold can refine above it.
         peaks = (snr >= 0.85 * snr_threshold) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
         ys, xs = np.nonzero(peaks)
@@ -283,7 +362,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         n_peaks += order.size
         for i in order:
             iv = best_iv[ys[i], xs[i]]
-            x, y, vx, vy, s = _refine(planes, t_bin, norm, xs[i], ys[i], vxs[iv], vys[iv], step)
+            x, y, vx, vy, s = _refine(planes, t_bin, norm, speed_norm, xs[i], ys[i], vxs[iv], vys[iv], step)
             if s >= snr_threshold:
                 found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref))
         del planes
