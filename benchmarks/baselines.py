@@ -17,7 +17,8 @@ as in the package: px, s since the integration's first read, px/s, DN/s.
 
 ``rate_baseline``
     What one can do with the rate image (jwst's ramp_fit output) and no ramp:
-    subtract a smooth background, smooth with the PSF core, threshold, label
+    subtract a smooth background and column / row medians (destriping), smooth
+    with the PSF core, threshold, label
     connected segments, and keep elongated ones.  A streak's second moments give
     its centroid, axis and length; the speed is the length over the time span of
     the fitted reads.  The sense of motion is unknowable from one image: the
@@ -26,6 +27,8 @@ as in the package: px, s since the integration's first read, px/s, DN/s.
     (photutils is not a dependency of the package, and one implementation keeps
     the numbers independent of what else is installed).
 """
+
+import warnings
 
 import numpy as np
 from astropy.table import Table
@@ -142,7 +145,7 @@ def _seed_row(track, cells, diff, median, group_time, read_noise, gain, min_grou
     return {
         "x": track.x, "y": track.y, "t_int": track.t_ref, "vx": track.vx, "vy": track.vy,
         "flux": float(amp.sum() / span), "snr": float(amp.sum() / np.sqrt(var.sum())),
-        "n_groups": int(np.unique(k).size), "n_pixels": int(len(k)), "length": float(motion),
+        "n_groups": int(np.unique(k).size), "n_pixels": len(k), "length": float(motion),
         "direction_ambiguous": False,
     }
 
@@ -244,7 +247,14 @@ def rate_baseline(rate, err, dq, psf_fwhm, t_start, t_end, *, nsigma=3.0, min_pi
     rows = []
     if good.sum() < 100:
         return _table(rows)
-    resid = np.where(good, rate - _smooth_background(rate, good, block), 0.0)
+    resid = np.where(good, rate - _smooth_background(rate, good, block), np.nan)
+    # Column and row stripes (real MIRI rate images have them) would be long,
+    # thin "streaks": remove each column's and row's median, as destriping does.
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        resid -= np.nan_to_num(np.nanmedian(resid, axis=0))[None, :]
+        resid -= np.nan_to_num(np.nanmedian(resid, axis=1))[:, None]
+    resid = np.where(good, resid, 0.0)
     sigma = psf_fwhm * _FWHM_TO_SIGMA
     weight = ndimage.gaussian_filter(good.astype(float), sigma, mode="constant")
     conv = ndimage.gaussian_filter(resid, sigma, mode="constant")

@@ -29,7 +29,7 @@ from jwst_asteroid_step.simulate.metadata import SUBARRAYS, group_time_for
 
 from .recovery import BASE_SEED, GAIN, READ_NOISE
 
-__all__ = ["PeakRSS", "PerfSettings", "PERF_SETTINGS", "run_performance"]
+__all__ = ["PERF_SETTINGS", "PeakRSS", "PerfSettings", "run_performance"]
 
 #: Peak memory of the whole chain (simulation, jump, ramp_fit, search) measured at
 #: 100 groups is ~5 ramp cubes; a case runs only with this many cubes free.
@@ -95,11 +95,12 @@ class PeakRSS:
         return self.peak - self.start
 
 
-def _measure(fn):
+def _measure(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its wall time (s), peak extra RSS and peak RSS (bytes)."""
     gc.collect()
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        result = fn()
+        result = fn(*args, **kwargs)
         seconds = time.perf_counter() - t0
     return result, seconds, mem.extra, mem.peak
 
@@ -165,13 +166,13 @@ def run_performance(settings, refs, progress=None):
                                   f"free, {psutil.virtual_memory().available / 2**30:.1f} GB available")
             say("performance: skipped " + out["skipped"][-1])
             continue
-        (ramp, truth), t_sim, _, _ = _measure(
-            lambda: _ramp(settings, ng, settings.n_movers, 5.0, BASE_SEED + 90000 + ng))
-        jump, t_jump, m_jump, _ = _measure(lambda: JumpStep.call(ramp, **over))
+        (ramp, truth), t_sim, _, _ = _measure(_ramp, settings, ng, settings.n_movers, 5.0,
+                                              BASE_SEED + 90000 + ng)
+        jump, t_jump, m_jump, _ = _measure(JumpStep.call, ramp, **over)
         del ramp
-        cat, t_ours, m_ours, peak_ours = _measure(lambda: AsteroidDetectStep.call(jump, **over))
+        cat, t_ours, m_ours, peak_ours = _measure(AsteroidDetectStep.call, jump, **over)
         counts = dict(cat.meta.asteroid_detect.counts.instance)
-        _, t_fit, m_fit, _ = _measure(lambda: RampFitStep.call(jump, **over))
+        _, t_fit, m_fit, _ = _measure(RampFitStep.call, jump, **over)
         row = {
             "ngroups": ng, "cube_mb": cube / 2**20, "seconds_simulate": t_sim,
             "seconds_jump": t_jump, "seconds_ramp_fit": t_fit, "seconds_ours": t_ours,
@@ -188,8 +189,7 @@ def run_performance(settings, refs, progress=None):
         say(f"performance: {ng} groups: jump {t_jump:.1f} s, ramp_fit {t_fit:.1f} s, ours {t_ours:.1f} s "
             f"(x{row['time_ratio']:.2f}); ours +{row['mem_ours_mb']:.0f} MB = {row['mem_ratio']:.2f} cubes")
         if ng == settings.deep_ngroups:
-            deep, t_deep, m_deep, _ = _measure(
-                lambda: AsteroidDetectStep.call(jump, deep_search=True, **over))
+            deep, t_deep, m_deep, _ = _measure(AsteroidDetectStep.call, jump, deep_search=True, **over)
             dc = dict(deep.meta.asteroid_detect.counts.instance)
             out["deep"] = {
                 "ngroups": ng, "seconds": t_deep, "mem_mb": m_deep / 2**20,
@@ -206,11 +206,11 @@ def run_performance(settings, refs, progress=None):
     cases = [("movers", n, 5.0) for n in settings.mover_counts]
     cases += [("cosmic_ray_rate", settings.n_movers, r) for r in settings.cosmic_ray_rates]
     for what, n_movers, cr in cases:
-        (ramp, truth), _, _, _ = _measure(
-            lambda: _ramp(settings, ng, n_movers, cr, BASE_SEED + 91000 + n_movers + int(cr * 10)))
-        jump, t_jump, _, _ = _measure(lambda: JumpStep.call(ramp, **over))
+        (ramp, truth), _, _, _ = _measure(_ramp, settings, ng, n_movers, cr,
+                                          BASE_SEED + 91000 + n_movers + int(cr * 10))
+        jump, t_jump, _, _ = _measure(JumpStep.call, ramp, **over)
         del ramp
-        cat, t_ours, m_ours, _ = _measure(lambda: AsteroidDetectStep.call(jump, **over))
+        cat, t_ours, m_ours, _ = _measure(AsteroidDetectStep.call, jump, **over)
         counts = dict(cat.meta.asteroid_detect.counts.instance)
         out["scaling"].append({
             "vary": what, "ngroups": ng, "n_movers": n_movers, "cosmic_ray_rate": cr,

@@ -22,8 +22,8 @@ Ramps (all deterministic, seed ``BASE_SEED + index``):
 - **empty**: the same ramps without movers, one per grid combination: false positives.
 - **full_empty**: full-frame (1032 x 1024) ramps without movers: false positives where
   the whole array, its showers and its ~9,000 cosmic rays per 100 groups are present.
-- **real**: the real ground-test ramp (SUB64, 5 integrations, 50 groups), firstframe +
-  lastframe + jump + ramp_fit: false positives on real noise and real cosmic rays;
+- **real**: the real ground-test ramp (SUB64, 5 integrations, 50 groups), dq_init (CDP7
+  mask) + firstframe + lastframe + jump + ramp_fit: false positives on real noise and real cosmic rays;
   and **real_inject**: movers injected into it (:func:`jwst_asteroid_step.simulate.inject_movers`),
   one per integration.
 
@@ -93,6 +93,8 @@ class GridSettings:
         Full-frame ramps without movers.
     real_inject_runs : int
         Injection runs into the real ramp (one mover per integration each).
+    real_nints : int or None
+        Integrations of the real ramp used (None: all five).
     subarray : str
         Geometry of the grid ramps.
     spacing : float
@@ -109,6 +111,7 @@ class GridSettings:
     empty_per_combo: int = 1
     full_empty: tuple = (("F770W", 50), ("F770W", 100), ("F1500W", 100))
     real_inject_runs: int = 8
+    real_nints: int = None
     subarray: str = "SUB256"
     spacing: float = 40.0
     stars: int = 5
@@ -119,7 +122,7 @@ SETTINGS = {
     "quick": GridSettings(filters=("F770W", "F2100W"), ngroups=(25, 50, 100), ramps_per_combo=2,
                           full_empty=(("F770W", 50),), real_inject_runs=3),
     "smoke": GridSettings(filters=("F770W",), ngroups=(20,), timings=("native",), ramps_per_combo=2,
-                          movers_per_ramp=3, full_empty=(), real_inject_runs=1, subarray="SUB128",
+                          movers_per_ramp=3, full_empty=(), real_inject_runs=1, real_nints=2, subarray="SUB128",
                           spacing=30.0, stars=2),
 }
 
@@ -268,7 +271,7 @@ def _mover_rows(truth, results, fwhm, base):
         res = results.get(name)
         if res is None:
             for row in rows:
-                row.update({f"{name}_{k}": v for k, v in _empty_result().items()})
+                row.update({f"{name}_{k}": v for k, v in {**_empty_result(), "ran": False}.items()})
             statuses[name] = None
             continue
         det = res[0]
@@ -446,24 +449,33 @@ def run_grid(settings, refs, progress=None):
 # The real ground-test ramp
 # ---------------------------------------------------------------------------
 
-def open_real():
-    """The real ground-test ramp, or None when the file is not here."""
+def open_real(nints=None):
+    """The real ground-test ramp (its first ``nints`` integrations), or None when absent."""
     try:
         from tests.conftest import open_real_ramp
     except ImportError:  # benchmarks run outside the repository root
         return None
     try:
-        return open_real_ramp()
+        model = open_real_ramp()
     except BaseException as exc:  # pytest.skip raises a BaseException subclass
         if type(exc).__name__ == "Skipped":
             return None
         raise
+    if nints is not None and nints < model.data.shape[0]:
+        model.data = model.data[:nints].copy()
+        model.groupdq = model.groupdq[:nints].copy()
+        model.meta.exposure.nints = nints
+        model.meta.exposure.integration_end = nints
+    return model
 
 
-def _first_last(ramp):
+def _detector1_front(ramp, refs):
+    """dq_init (the CDP7 mask: reference columns, bad pixels), firstframe, lastframe."""
+    from jwst.dq_init import DQInitStep
     from jwst.firstframe import FirstFrameStep
     from jwst.lastframe import LastFrameStep
 
+    ramp = DQInitStep.call(ramp, **refs.overrides("mask"))
     return LastFrameStep.call(FirstFrameStep.call(ramp))
 
 
@@ -476,7 +488,7 @@ def run_real(settings, refs, progress=None):
         As :func:`run_grid` (``set`` = ``real``), or empty tables when the real ramp
         is not available.
     """
-    raw = open_real()
+    raw = open_real(settings.real_nints)  # opened afresh for every use: the steps must not share one model
     if raw is None:
         return Table(), Table()
     psf = psf_for_filter("F770W")
@@ -485,7 +497,7 @@ def run_real(settings, refs, progress=None):
     n_pix = ny * (nx - len(reference_pixel_columns("SUB64")))
     base = {"set": "real", "subarray": "SUB64", "timing": "native", "filter": "F770W",
             "ngroups": ngroups, "group_time": gt, "fwhm": psf.fwhm}
-    jump, _, rateints, _ = run_jump_and_ramp_fit(_first_last(raw), refs)
+    jump, _, rateints, _ = run_jump_and_ramp_fit(_detector1_front(raw, refs), refs)
     results = run_detectors(jump, rateints, psf)
     ramp_rows = [_ramp_row(dict(base, ramp=-1, kind="real", n_cosmic_rays=-1, n_showers=-1), results,
                            None, n_pix, nints)]
@@ -508,9 +520,9 @@ def run_real(settings, refs, progress=None):
                                 t_ref=t_ref, integration=i))
             b = (run * nints + i) % (len(SNR_BINS) - 2)  # 3 to 30
             snrs.append(_log_uniform(rng, SNR_BINS[b], SNR_BINS[b + 1]))
-        injected, truth = inject_movers(raw, movers, snr=snrs, read_noise_cds=READ_NOISE, gain=GAIN,
+        injected, truth = inject_movers(open_real(settings.real_nints), movers, snr=snrs, read_noise_cds=READ_NOISE, gain=GAIN,
                                         seed=BASE_SEED + 60000 + run)
-        jump, _, rateints, _ = run_jump_and_ramp_fit(_first_last(injected), refs)
+        jump, _, rateints, _ = run_jump_and_ramp_fit(_detector1_front(injected, refs), refs)
         results = run_detectors(jump, rateints, psf)
         rows, statuses = _mover_rows(truth, results, psf.fwhm, dict(base, ramp=run, kind="real_inject"))
         mover_rows.extend(rows)

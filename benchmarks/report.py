@@ -4,6 +4,8 @@ Everything here reads the two tables written by :mod:`benchmarks.recovery` and t
 performance dict of :mod:`benchmarks.performance`; nothing re-runs a detector.
 """
 
+from itertools import pairwise
+
 import numpy as np
 
 from .recovery import DETECTOR_LABELS, DETECTORS, FULL_FRAME_PIXELS, SNR_BINS, SPEED_BINS
@@ -22,7 +24,7 @@ def _bin_label(lo, hi):
 
 
 def _ran(movers, det):
-    return np.asarray(movers[f"{det}_ran"], dtype=bool)
+    return np.array(movers[f"{det}_ran"], dtype=bool)  # a copy: callers combine it in place
 
 
 def completeness(movers, det, key, edges, found="found", select=None):
@@ -36,10 +38,10 @@ def completeness(movers, det, key, edges, found="found", select=None):
     value = np.asarray(movers[key], dtype=float)
     ok = _ran(movers, det) if len(movers) else np.zeros(0, bool)
     if select is not None:
-        ok &= select
+        ok = ok & select
     hit = np.asarray(movers[f"{det}_{found}"], dtype=bool) if len(movers) else np.zeros(0, bool)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in pairwise(edges):
         sel = ok & (value >= lo) & (value < hi)
         out.append((lo, hi, int(sel.sum()), int((sel & hit).sum())))
     return out
@@ -99,7 +101,7 @@ def error_medians(movers, det, edges=SNR_BINS, select=None):
     if select is not None:
         found &= select
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in pairwise(edges):
         sel = found & (snr >= lo) & (snr < hi)
 
         def med(col, f=lambda v: v, sel=sel):
@@ -256,7 +258,7 @@ def make_plots(movers, out_dir):
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     panels = [(grid, "all grid movers"), (grid & (ngroups >= 50), "grid, ngroups ≥ 50")]
-    for lo, hi in zip(SPEED_BINS[:-1], SPEED_BINS[1:]):
+    for lo, hi in pairwise(SPEED_BINS):
         panels.append((grid & (speed >= lo) & (speed < hi), f"grid, speed {lo:g}–{hi:g} px/group"))
     for ax, (sel, title) in zip(axes.flat, panels):
         _plot_completeness(ax, movers, "snr", SNR_BINS, sel, f"{title} (n={int(sel.sum())})",
@@ -288,7 +290,7 @@ def make_plots(movers, out_dir):
              ("abs_dspeed", "median |speed error| (fraction)", False, "log"),
              ("ddir", "median direction error (deg; rate: axis only)", False, "log"),
              ("dflux", "median flux error (fraction; signed)", True, "linear")]
-    x = np.array([np.sqrt(lo * hi) for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:])])
+    x = np.array([np.sqrt(lo * hi) for lo, hi in pairwise(SNR_BINS)])
     for ax, (col, label, signed, yscale) in zip(axes.flat, specs):
         for det in DETECTORS:
             med = error_medians(movers, det, select=grid)
@@ -345,7 +347,7 @@ def _completeness_table(movers, key, edges, select, found="found", unit=""):
     header = [f"{key} {unit}".strip()] + [DETECTOR_LABELS[d] for d in DETECTORS]
     per = {d: completeness(movers, d, key, edges, found=found, select=select) for d in DETECTORS}
     rows = []
-    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+    for b, (lo, hi) in enumerate(pairwise(edges)):
         rows.append([_bin_label(lo, hi)] + [_pct(per[d][b][2], per[d][b][3]) for d in DETECTORS])
     return _table(header, rows)
 
@@ -405,8 +407,8 @@ def results_markdown(movers, ramps, perf, meta):
     for d in DETECTORS:
         rows.append([DETECTOR_LABELS[d], _num(100 * key[f"completeness_5_7_{d}"], "{:.0f} %"),
                      _num(100 * key[f"completeness_7_10_{d}"], "{:.0f} %"),
-                     f"{_num(key[f'fp_per_full_frame_{d}'], '{:.1f}')} "
-                     f"(n={key[f'fp_n_{d}']}, 90 % UL {_num(key[f'fp_upper90_{d}'], '{:.1f}')})"])
+                     (f"{_num(key[f'fp_per_full_frame_{d}'], '{:.1f}')} "
+                     f"(n={key[f'fp_n_{d}']}, 90 % UL {_num(key[f'fp_upper90_{d}'], '{:.1f}')})")])
     L.append(_table(["detector", "completeness SNR 5–7", "completeness SNR 7–10",
                      "false positives per full-frame integration (full-frame timing)"], rows))
     L.append("")
@@ -532,8 +534,8 @@ def results_markdown(movers, ramps, perf, meta):
         n, k = direction_sense(movers, d, select=grid)
         cell = "n/a: 180° ambiguous by construction" if d == "rate" else _pct(n, k)
         rows.append([DETECTOR_LABELS[d], cell])
-    L.append(_table(["detector", "matched movers with SNR ≥ 10 whose velocity has the right sense "
-                     "(v_det · v_true > 0)"], rows))
+    L.append(_table(["detector", ("matched movers with SNR ≥ 10 whose velocity has the right sense "
+                     "(v_det · v_true > 0)")], rows))
     L.append("")
 
     L.append("## Depth: SNR at 50 % completeness and the gain over the seed-style baseline\n")
@@ -543,7 +545,7 @@ def results_markdown(movers, ramps, perf, meta):
              "below SNR 100, so 100 is used and the gain is a lower bound.  ngroups ≥ 50.\n")
     rows = []
     subsets = [("all speeds", grid & (ngroups >= 50))]
-    for lo, hi in zip(SPEED_BINS[:-1], SPEED_BINS[1:]):
+    for lo, hi in pairwise(SPEED_BINS):
         subsets.append((f"{lo:g}–{hi:g} px/group", grid & (ngroups >= 50) & (speed >= lo) & (speed < hi)))
     for name, sel in subsets:
         cells = [name]

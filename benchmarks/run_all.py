@@ -25,9 +25,9 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from astropy.table import Table  # noqa: E402
+from astropy.table import Table
 
-from benchmarks import performance, recovery, report  # noqa: E402
+from benchmarks import performance, recovery, report
 
 __all__ = ["main"]
 
@@ -60,20 +60,20 @@ def _software():
 
 def _notes(mode, settings, movers):
     notes = [
-        "Grid ramps are 256 × 256 (SUB256 geometry, no reference columns); 'full-frame timing' ramps use "
+        ("Grid ramps are 256 × 256 (SUB256 geometry, no reference columns); 'full-frame timing' ramps use "
         "the full-frame FAST group time (2.775 s) on that geometry, so sky per group, saturation, cosmic "
-        "rays and showers per pixel are those of a full-frame exposure.",
+        "rays and showers per pixel are those of a full-frame exposure."),
         "Parallel movers share one velocity per ramp (tracks never cross); directions are random per ramp.",
-        "Fast movers leave a 256-px array early: their truth SNR counts only the part of the track on the "
-        "array, and all detectors see the same part.",
-        "SNR bins and speed bins are sampled evenly (log-uniform inside each bin), so 'all movers' "
-        "completeness is an average over that design, not over a sky population.",
-        "The rate baseline reports mid-exposure positions and its speed from the streak length; a streak "
-        "cut by the array edge therefore gives a low speed and fails the 30 % rule.",
-        "The deep search is not run where `0.5 × ngroups × 3 px/group` reaches the array width (256-px "
-        "ramps with 200 groups): the package's `_scan` writes out of bounds there (see README).",
-        "Movers slower than ~0.05 px/group move less than a PSF width in short ramps; at 10 groups even "
-        "0.5 px/group is only 4.5 px of motion.  The 30 % speed rule is hard to meet there for anyone.",
+        ("Fast movers leave a 256-px array early: their truth SNR counts only the part of the track on the "
+        "array, and all detectors see the same part."),
+        ("SNR bins and speed bins are sampled evenly (log-uniform inside each bin), so 'all movers' "
+        "completeness is an average over that design, not over a sky population."),
+        ("The rate baseline reports mid-exposure positions and its speed from the streak length; a streak "
+        "cut by the array edge therefore gives a low speed and fails the 30 % rule."),
+        ("The deep search is not run where `0.5 × ngroups × 3 px/group` reaches the array width (256-px "
+        "ramps with 200 groups): the package's `_scan` writes out of bounds there (see README)."),
+        ("Movers slower than ~0.05 px/group move less than a PSF width in short ramps; at 10 groups even "
+        "0.5 px/group is only 4.5 px of motion.  The 30 % speed rule is hard to meet there for anyone."),
     ]
     if mode != "full":
         notes.insert(0, f"This is a **{mode}** run: a reduced grid; numbers are indicative only.")

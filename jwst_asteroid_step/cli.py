@@ -7,6 +7,12 @@ demo
     then ``asteroid_detect``; print the catalog and write every product.
 simulate
     Write a simulated MIRI imager ramp (``_uncal.fits``) and its truth table.
+export
+    Write a catalog (``_asteroids.asdf``) as ECSV, an MPC ADES PSV report, or a
+    DS9/CRTF region file.
+plot
+    Figures of every detection (rate cutout, (x, y, t) view, ramps, stacks) and a
+    summary of the frame.
 """
 
 import argparse
@@ -160,6 +166,43 @@ def inject(args):
     return 0
 
 
+def export(args):
+    """Write a catalog as ECSV, ADES PSV or a region file."""
+    from .export import write_ades, write_ecsv, write_regions
+
+    source = Path(args.catalog)
+    root = source.with_name(source.name.removesuffix(".asdf").removesuffix(".fits"))
+    if args.format == "ecsv":
+        out = write_ecsv(source, args.output or f"{root}.ecsv")
+    elif args.format == "ades":
+        if args.submitter == "Unknown" or not args.measurer:
+            print("warning: give --submitter and --measurer names before sending this to the MPC",
+                  file=sys.stderr)
+        out, skipped = write_ades(
+            source, args.output or f"{root}_ades.psv", submitter=args.submitter,
+            measurers=args.measurer or ["Unknown"], observers=args.observer or (),
+            ast_cat=args.ast_cat, mode=args.mode, trk_sub_prefix=args.trksub_prefix,
+        )
+        if skipped:
+            print(f"left out {len(skipped)} detection(s) without sky coordinates: {skipped}",
+                  file=sys.stderr)
+    else:
+        suffix = ".reg" if args.regions_format == "ds9" else ".crtf"
+        out = write_regions(source, args.output or f"{root}{suffix}", format=args.regions_format)
+    print(f"Wrote {out}")
+    return 0
+
+
+def plot(args):
+    """Write the detection figures and the summary figure."""
+    from .plotting import plot_detections
+
+    paths = plot_detections(args.catalog, ramp_model=args.ramp, rate_image=args.rate,
+                            output_dir=args.output_dir, dpi=args.dpi)
+    print("Wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _parser():
     from .psf import FILTER_FWHM
     from .simulate.metadata import SUBARRAYS
@@ -222,6 +265,30 @@ def _parser():
     p.add_argument("--saturation", type=float, default=50000.0, help="raw DN")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=inject)
+
+    p = sub.add_parser("export", help="write a catalog as ECSV, MPC ADES (PSV) or DS9/CRTF regions")
+    p.add_argument("catalog", help="<root>_asteroids.asdf")
+    p.add_argument("--format", required=True, choices=["ecsv", "ades", "regions"])
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (default <root>.ecsv, <root>_ades.psv, <root>.reg/.crtf)")
+    p.add_argument("--regions-format", default="ds9", choices=["ds9", "crtf"])
+    p.add_argument("--submitter", default="Unknown", help="ADES submitter name")
+    p.add_argument("--measurer", action="append", default=[], help="ADES measurer name (repeat)")
+    p.add_argument("--observer", action="append", default=[], help="ADES observer name (repeat)")
+    p.add_argument("--ast-cat", default="Gaia2",
+                   help="ADES astCat: catalogue the astrometry is tied to (default %(default)s, "
+                        "JWST guide stars); Gaia3 after aligning to Gaia DR3")
+    p.add_argument("--mode", default="CCD", help="ADES mode (MPC list; default %(default)s)")
+    p.add_argument("--trksub-prefix", default="J", help="trkSub = prefix + detection id")
+    p.set_defaults(func=export)
+
+    p = sub.add_parser("plot", help="figures of every detection and a summary of the frame")
+    p.add_argument("catalog", help="<root>_asteroids.asdf")
+    p.add_argument("--ramp", default=None, help="the jump-flagged ramp (<root>_jump.fits)")
+    p.add_argument("--rate", default=None, help="<root>_rate.fits or _rateints.fits")
+    p.add_argument("-o", "--output-dir", default=".", help="where the PNGs go (default %(default)s)")
+    p.add_argument("--dpi", type=int, default=72)
+    p.set_defaults(func=plot)
     return parser
 
 

@@ -64,7 +64,7 @@ class DetectionConfig:
     search_max_speed: float = 0.5
     deep_search: bool = False
     deep_search_max_speed: float = 3.0
-    search_snr_threshold: float = 5.0
+    search_snr_threshold: float = 6.0
     grid_loss: float = 0.1
     search_max_candidates: int = 200
 

@@ -18,7 +18,7 @@ from astropy.table import Table
 
 from .config import DetectionConfig
 from .measure.moving_psf import fit_moving_psf
-from .ramp.differences import IntegrationDifferences, jump_cells, pixel_background, scene_background
+from .ramp.differences import IntegrationDifferences, jump_cells, pixel_mean_rate
 from .ramp.events import (
     COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells,
 )
@@ -110,9 +110,9 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         JUMP_DET cells and events of each kind.
     """
     diffs = IntegrationDifferences(sci, groupdq, pixeldq)
-    median, n_valid = pixel_background(diffs.diff, exclude=diffs.jump)
-    background, own = scene_background(median, n_valid, read_noise, gain, grow_px=psf.radius)
-    background = np.nan_to_num(background)
+    # Each pixel's static level is profiled out of the search and the fit; its
+    # mean difference only sets the shot noise and weights the jump cells.
+    background = np.nan_to_num(pixel_mean_rate(diffs.diff, diffs.jump))
     sigma = np.sqrt(np.broadcast_to(difference_variance(background, read_noise, gain), background.shape))
 
     cells = jump_cells(diffs.jump)
@@ -123,10 +123,13 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     duration = diffs.n_diffs * group_time
     exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE))
 
-    def measure(track, method):
-        fit = fit_moving_psf(diffs.diff, exclude, background, own, read_noise, gain, group_time, psf, track)
+    def measure(track, method, **precheck):
+        fit = fit_moving_psf(diffs.diff, exclude, background, read_noise, gain, group_time, psf, track,
+                             **precheck)
         if fit is not None and _accepted(fit, config):
             fits.append((fit, method))
+            # Later candidates must not explain this object's light again.
+            _remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)
 
     fits = []
     for ev in _largest(np.flatnonzero(events.kind == MOVER), np.bincount(events.label), config.max_candidates):
@@ -149,10 +152,35 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             if any(_same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
                                 cand.vy / group_time, duration, tolerance_px=3.0) for fit, _ in fits):
                 continue  # already measured from its jump flags
-            measure(Track.from_search(cand, group_time), "search")
+            measure(Track.from_search(cand, group_time), "search",
+                    min_start_snr=0.5 * config.snr_threshold, min_start_consistency=0.5 * config.min_consistency)
 
     return [_row(fit, method, cells, psf, group_time, diffs.n_diffs, sci.shape[1:])
             for fit, method in _deduplicate(fits, duration)], counts
+
+
+def _remove_track(diff, exclude, fit, psf, group_time, sigma, mask_level=2.0):
+    """Subtract a fitted source's expected charge; mask its core.
+
+    A bright source's light reaches far into its wings, where it is faint per
+    pixel but adds up over a track; left in, it lets later candidates explain
+    part of the source again as ghosts beside or across it.  Where the expected
+    charge exceeds ``mask_level`` sigma, the fit's small errors would still
+    leave a usable residual, so those cells are masked instead.
+    """
+    n_k, ny, nx = diff.shape
+    r = psf.radius
+    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
+    for k in range(n_k):
+        t = (k + 0.5) * group_time - fit.t_ref
+        px, py = fit.x + fit.vx * t, fit.y + fit.vy * t
+        yy, xx = int(round(py)) + oy, int(round(px)) + ox
+        ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+        yy, xx = yy[ok], xx[ok]
+        charge = fit.flux * group_time * psf.pixel_fraction(xx - px, yy - py)
+        diff[k, yy, xx] -= charge.astype(diff.dtype)
+        core = charge > mask_level * sigma[yy, xx]
+        exclude[k, yy[core], xx[core]] = True
 
 
 def _largest(events, sizes, limit):

@@ -52,7 +52,7 @@ class AsteroidDetectStep(Step):
         search_max_speed = float(default=0.5, min=0)  # Top speed (px/group) of the default search
         deep_search = boolean(default=False)  # Search up to deep_search_max_speed instead (slower)
         deep_search_max_speed = float(default=3.0, min=0)  # Top speed (px/group) of the deep search
-        search_snr_threshold = float(default=5.0, min=0)  # Coarse shift-and-stack SNR of a search candidate
+        search_snr_threshold = float(default=6.0, min=0)  # Coarse shift-and-stack SNR of a search candidate
         grid_loss = float(default=0.1, min=0, max=0.5)  # Largest SNR fraction lost to the velocity grid spacing
         search_max_candidates = integer(default=200, min=1)  # Search candidates refined per integration at most
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter

@@ -140,7 +140,6 @@ PSF = psf_for_filter("F770W")
 T0, T1 = difference_intervals(NG, GT)
 T_REF = 0.5 * T1[-1]
 SKY = np.full((BOX, BOX), 5.0 * GT)  # 5 DN/s of sky, DN per difference
-NO_OWN = np.zeros((BOX, BOX), bool)  # every pixel's background is the sky
 TRUTH = dict(x=15.3, y=16.6, vx=0.3 / GT, vy=-0.15 / GT, flux=300.0)
 
 
@@ -171,8 +170,8 @@ def rough_guess(truth=TRUTH):
                  inliers=np.zeros(0, bool))
 
 
-def fit(diff, background=SKY, own=NO_OWN, guess=None, psf=PSF):
-    return fit_moving_psf(diff, np.zeros(diff.shape, bool), background, own, RN, GAIN, GT, psf,
+def fit(diff, background=SKY, guess=None, psf=PSF):
+    return fit_moving_psf(diff, np.zeros(diff.shape, bool), background, RN, GAIN, GT, psf,
                           guess or rough_guess())
 
 
@@ -188,7 +187,9 @@ def test_noise_free_fit_recovers_mover():
     assert result.y == pytest.approx(y, abs=1e-3)
     assert result.vx == pytest.approx(TRUTH["vx"], rel=1e-3)
     assert result.vy == pytest.approx(TRUTH["vy"], rel=1e-3)
-    assert result.flux == pytest.approx(TRUTH["flux"], rel=1e-3)
+    # The model is evaluated near the path (PSF core + margin); the far wings of
+    # the few per cent of light beyond are left to each pixel's fitted level.
+    assert result.flux == pytest.approx(TRUTH["flux"], rel=5e-3)
     assert result.chi2_dof < 0.01
     assert result.consistency == pytest.approx(1.0, abs=0.01)
 
@@ -204,11 +205,10 @@ def test_fit_decorrelates_position_and_velocity():
     assert abs(corr[0, 2]) < 0.05 and abs(corr[1, 3]) < 0.05
 
 
-def test_own_median_background_is_remeasured_off_track():
-    # A pixel that keeps its own median (a star, a bright track) may carry the
-    # mover's flux in that median, so the fit re-measures such pixels from the
-    # differences taken while the source was away; other pixels keep the given
-    # background.  Here the given background is 10 DN too high everywhere.
+def test_static_level_of_each_pixel_is_fitted():
+    # Each pixel's constant level (sky, star, dark) is a free parameter of the
+    # fit, so a background given 10 DN per difference too high everywhere only
+    # costs shot-noise weights, not flux.
     n_groups, box = 61, 80
     t_ref = 0.5 * difference_intervals(n_groups, GT)[1][-1]
     truth = dict(x=40.3, y=39.6, vx=0.9 / GT, vy=0.3 / GT, flux=300.0)
@@ -216,13 +216,8 @@ def test_own_median_background_is_remeasured_off_track():
     wrong = np.full((box, box), 5.0 * GT + 10.0)
     guess = Track(x=40.6, y=39.4, vx=truth["vx"] * 1.05, vy=truth["vy"] * 0.95, t_ref=t_ref,
                   t_first=0.0, t_last=2 * t_ref, inliers=np.zeros(0, bool))
-
-    def fitted_flux(own):
-        return fit_moving_psf(cube, np.zeros(cube.shape, bool), wrong, np.full((box, box), own),
-                              RN, GAIN, GT, PSF, guess).flux
-
-    assert fitted_flux(True) == pytest.approx(truth["flux"], rel=1e-3)
-    assert fitted_flux(False) < 0.9 * truth["flux"]  # the wrong level, taken as given
+    result = fit_moving_psf(cube, np.zeros(cube.shape, bool), wrong, RN, GAIN, GT, PSF, guess)
+    assert result.flux == pytest.approx(truth["flux"], rel=1e-3)
 
 
 def test_noisy_fit_recovers_mover_within_errors():
@@ -314,7 +309,7 @@ def test_excluded_cells_are_left_out_of_the_fit():
     exclude[10, 10:22, 10:22] = True
     cube_with_hit = cube.copy()
     cube_with_hit[10, 14:17, 14:17] += 5000.0  # a cosmic ray on the track, flagged
-    result = fit_moving_psf(cube_with_hit, exclude, SKY, NO_OWN, RN, GAIN, GT, PSF, rough_guess())
+    result = fit_moving_psf(cube_with_hit, exclude, SKY, RN, GAIN, GT, PSF, rough_guess())
     assert result.flux == pytest.approx(TRUTH["flux"], rel=1e-3)
 
 

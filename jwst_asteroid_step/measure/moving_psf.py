@@ -39,7 +39,7 @@ class MovingFit:
         Reduced chi-square.
     snr : float
         Matched-filter SNR of the fitted model with the full covariance of the
-        differences, ``sqrt(m^T C^-1 m)``, own-pixel backgrounds profiled out.
+        differences, ``sqrt(m^T C^-1 m)``, each pixel's constant level profiled out.
     consistency : float
         Median over differences of the flux seen in that difference relative to
         the fit; about 1 for a steady mover, near 0 when a few instants dominate
@@ -74,20 +74,18 @@ class MovingFit:
 
 
 class _Cells:
-    """The pixel-differences near a path, for fast model evaluation and whitening.
+    """Every difference of the pixels near a path, for model evaluation and whitening.
 
-    Sky pixels contribute the differences during which the source is near them,
-    with the sky level as known background.  Pixels with a background of their own
-    (stars, or a bright track whose median holds source flux) contribute their whole
-    time series, and their background is a free parameter profiled out of the fit:
-    exact however slow the source, and no wing of it can leak in.
-
-    Residuals are whitened with each pixel's tridiagonal covariance
+    Each pixel contributes its whole time series and its constant level (sky,
+    star, dark: the static scene) is a free parameter profiled out of the fit,
+    so no background model can bias it however slow the source.  Residuals are
+    whitened with each pixel's tridiagonal covariance
     (:func:`~jwst_asteroid_step.ramp.noise.whiten`), so the fit, its errors and its
-    SNR use the read-noise correlation of adjacent differences.
+    SNR use the read-noise correlation of adjacent differences.  The source model
+    is evaluated only on the ``near`` cells, those within reach of the path.
     """
 
-    def __init__(self, diff, exclude, background, own, group_time, psf, x, y, vx, vy, t_ref, margin):
+    def __init__(self, diff, exclude, background, group_time, psf, x, y, vx, vy, t_ref, margin):
         nk, ny, nx = diff.shape
         core_sigma = psf.components[0][1]
         travel = np.hypot(vx, vy) * group_time
@@ -105,31 +103,30 @@ class _Cells:
             ks.append(np.full(gx.size, k))
             ys.append(gy.ravel())
             xs.append(gx.ravel())
-        k, yy, xx = (np.concatenate(a) if a else np.zeros(0, int) for a in (ks, ys, xs))
-        sky = ~own[yy, xx]
-        own_pix = np.unique(yy[~sky] * nx + xx[~sky])
-        oy, ox = np.divmod(own_pix, nx)
-        k = np.concatenate([k[sky], np.repeat(np.arange(nk), own_pix.size)])
-        yy = np.concatenate([yy[sky], np.tile(oy, nk)])
-        xx = np.concatenate([xx[sky], np.tile(ox, nk)])
+        k_near, y_near, x_near = (np.concatenate(a) if a else np.zeros(0, int) for a in (ks, ys, xs))
+        pix = np.unique(y_near * nx + x_near)
+        py, px = np.divmod(pix, nx)
+        k = np.repeat(np.arange(nk), pix.size)
+        yy, xx = np.tile(py, nk), np.tile(px, nk)
+        is_near = np.zeros(nk * pix.size, dtype=bool)
+        is_near[k_near * pix.size + np.searchsorted(pix, y_near * nx + x_near)] = True
 
-        d = diff[k, yy, xx].astype(float) - background[yy, xx]
+        d = diff[k, yy, xx].astype(float)
         ok = np.isfinite(d) & ~exclude[k, yy, xx]
         self.k, yy, xx = k[ok], yy[ok], xx[ok]
-        self.y, self.x = yy.astype(float), xx.astype(float)
+        self.pix = np.tile(np.arange(pix.size), nk)[ok]
+        self.pix_y, self.pix_x = py, px
+        self.n_pix, self.n_k = pix.size, nk
         self.data = d[ok]
-        pix, self.pix = np.unique(yy * nx + xx, return_inverse=True)
-        self.pix_y, self.pix_x = np.divmod(pix, nx)
-        self.n_pix = pix.size
-        self.n_k = nk
-        self.profiled = np.isin(np.arange(self.n_pix), np.searchsorted(pix, own_pix[np.isin(own_pix, pix)]))
-        self.n_own = int(self.profiled.sum())
+        self.near = is_near[ok]
+        self.n_levels = int(np.unique(self.pix).size)  # one profiled level per pixel
+        self.y, self.x = yy.astype(float), xx.astype(float)
         self.background = background[yy, xx].astype(float)
         self.group_time = group_time
         self.psf = psf
         self.n_sub = n_sub_samples(1.5 * np.hypot(vx, vy) + 1e-3, group_time)
         frac = (np.arange(self.n_sub) + 0.5) / self.n_sub
-        self.t = (self.k[:, None] + frac[None, :]) * group_time
+        self.t = (self.k[self.near, None] + frac[None, :]) * group_time
 
     def set_noise(self, source_dn, keep, read_noise, gain):
         """Covariance bands for the kept cells, given the source's expected charge."""
@@ -141,10 +138,10 @@ class _Cells:
             expected, valid, self._at_pixels(read_noise), self._at_pixels(gain))
         self.keep = keep
         self.var = self.diag[self.k, self.pix]
-        # The whitened constant of each own-background pixel: its nuisance template.
+        # The whitened constant of each pixel: its static scene's template.
         ones = np.zeros((self.n_k, self.n_pix))
         ones[self.k[keep], self.pix[keep]] = 1.0
-        self.u = whiten(ones, self.diag, self.off)[:, self.profiled]
+        self.u = whiten(ones, self.diag, self.off)
         self.uu = np.maximum(np.sum(self.u**2, axis=0), 1e-300)
 
     def _at_pixels(self, value):
@@ -153,7 +150,7 @@ class _Cells:
         return value if value.ndim == 0 else value[self.pix_y, self.pix_x][None, :]
 
     def whitened(self, values):
-        """Whitened values of the kept cells, own-pixel backgrounds profiled out.
+        """Whitened values of the kept cells, each pixel's constant profiled out.
 
         Parameters
         ----------
@@ -164,48 +161,48 @@ class _Cells:
         ndarray, shape (K * n_pix,) or (K * n_pix, m)
         """
         cols = values[:, None] if values.ndim == 1 else values
-        out = []
-        for j in range(cols.shape[1]):
-            dense = np.zeros((self.n_k, self.n_pix))
-            dense[self.k[self.keep], self.pix[self.keep]] = cols[self.keep, j]
-            w = whiten(dense, self.diag, self.off)
-            if self.n_own:
-                wp = w[:, self.profiled]
-                wp -= self.u * (np.sum(self.u * wp, axis=0) / self.uu)
-                w[:, self.profiled] = wp
-            out.append(w.ravel())
-        return out[0] if values.ndim == 1 else np.column_stack(out)
+        dense = np.zeros((self.n_k, self.n_pix, cols.shape[1]))
+        dense[self.k[self.keep], self.pix[self.keep]] = cols[self.keep]
+        w = whiten(dense, self.diag, self.off)
+        u = self.u[..., None]
+        w -= u * (np.sum(u * w, axis=0) / self.uu[:, None])
+        w = w.reshape(-1, cols.shape[1])
+        return w[:, 0] if values.ndim == 1 else w
 
-    def own_background(self, resid):
-        """Fitted extra background (DN per difference) of each cell's pixel; 0 on sky."""
+    def static_level(self, resid):
+        """Fitted constant level (DN per difference) of each cell's pixel."""
         dense = np.zeros((self.n_k, self.n_pix))
         dense[self.k[self.keep], self.pix[self.keep]] = resid[self.keep]
-        w = whiten(dense, self.diag, self.off)[:, self.profiled]
-        level = np.zeros(self.n_pix)
-        level[self.profiled] = np.sum(self.u * w, axis=0) / self.uu
-        return level[self.pix]
+        w = whiten(dense, self.diag, self.off)
+        return (np.sum(self.u * w, axis=0) / self.uu)[self.pix]
 
     def model(self, p, t_ref):
         x, y, vx, vy, flux = p
         dt = self.t - t_ref
-        f = self.psf.pixel_fraction(self.x[:, None] - (x + vx * dt), self.y[:, None] - (y + vy * dt))
-        return flux * self.group_time * f.mean(axis=1)
+        xn, yn = self.x[self.near, None], self.y[self.near, None]
+        f = self.psf.pixel_fraction(xn - (x + vx * dt), yn - (y + vy * dt))
+        out = np.zeros(self.data.size)
+        out[self.near] = flux * self.group_time * f.mean(axis=1)
+        return out
 
     def jacobian(self, p, t_ref):
         """Derivatives of :meth:`model` with respect to (x, y, vx, vy, flux), shape (n, 5)."""
         x, y, vx, vy, flux = p
         dt = self.t - t_ref
-        f, gx, gy = self.psf.pixel_fraction_gradient(self.x[:, None] - (x + vx * dt),
-                                                     self.y[:, None] - (y + vy * dt))
+        xn, yn = self.x[self.near, None], self.y[self.near, None]
+        f, gx, gy = self.psf.pixel_fraction_gradient(xn - (x + vx * dt), yn - (y + vy * dt))
         scale = -flux * self.group_time
-        return np.column_stack([
+        out = np.zeros((self.data.size, 5))
+        out[self.near] = np.column_stack([
             scale * gx.mean(axis=1), scale * gy.mean(axis=1),
             scale * (gx * dt).mean(axis=1), scale * (gy * dt).mean(axis=1),
             self.group_time * f.mean(axis=1),
         ])
+        return out
 
 
-def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time, psf, guess, margin=2):
+def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf, guess, margin=2,
+                   min_start_snr=0.0, min_start_consistency=-np.inf):
     """Least-squares fit of a moving PSF to group differences, with their full covariance.
 
     Parameters
@@ -215,11 +212,8 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     exclude : ndarray, bool, shape (ndiff, ny, nx)
         Cells to leave out (cosmic rays, showers).
     background : ndarray, shape (ny, nx)
-        Background per difference (DN), from
-        :func:`~jwst_asteroid_step.ramp.differences.scene_background`.
-    own : ndarray, bool, shape (ny, nx)
-        Pixels with a background of their own; near the track, their background
-        is fitted along with the source.
+        Static scene per difference (DN), e.g. each pixel's median difference:
+        only its shot noise matters, the level itself is fitted per pixel.
     read_noise, gain : float or ndarray, shape (ny, nx)
         CDS read noise (DN) and gain (e/DN).
     group_time : float
@@ -230,15 +224,19 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
         Starting path; its ``t_ref`` is the initial reference time.
     margin : int
         Extra pixels around the PSF core and path in the fit boxes.
+    min_start_snr, min_start_consistency : float
+        Give up before iterating when the guess, with its best flux, falls short
+        of these: most search candidates are noise, and a full fit costs far
+        more than this look.
 
     Returns
     -------
     MovingFit or None
-        None when no usable pixels lie near the path.
+        None when no usable pixels lie near the path, or the guess falls short.
     """
-    cells = _Cells(diff, exclude, background, own, group_time, psf,
+    cells = _Cells(diff, exclude, background, group_time, psf,
                    guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin)
-    if cells.data.size < 6 + cells.n_own:
+    if cells.data.size < 6 + cells.n_levels:
         return None
     t_ref = guess.t_ref
     keep = np.ones(cells.data.size, dtype=bool)
@@ -247,6 +245,14 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     m_w = cells.whitened(cells.model(p0, t_ref))
     d_w = cells.whitened(cells.data)
     p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
+    if np.dot(d_w, m_w) / np.sqrt(max(np.dot(m_w, m_w), 1e-30)) < min_start_snr:
+        return None
+    if min_start_consistency > -np.inf:
+        m0 = cells.model(p0, t_ref)
+        start = _temporal_consistency(cells.k, cells.data - cells.static_level(cells.data - m0), m0,
+                                      cells.var)[0]
+        if start < min_start_consistency:
+            return None
 
     result = None
     for _ in range(2):
@@ -263,13 +269,13 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
         model = cells.model(p0, t_ref)
         # Second pass: Poisson noise of the source itself, and drop cells the
         # model cannot explain (unflagged cosmic rays near the track).
-        resid = cells.data - model - cells.own_background(cells.data - model)
+        resid = cells.data - model - cells.static_level(cells.data - model)
         keep = np.abs(resid) / np.sqrt(cells.var) < 6.0
         cells.set_noise(model, keep, read_noise, gain)
     d_w = cells.whitened(cells.data)
     m_w = cells.whitened(model)
     jac = cells.whitened(cells.jacobian(p0, t_ref))
-    dof = max(int(keep.sum()) - 5 - cells.n_own, 1)
+    dof = max(int(keep.sum()) - 5 - cells.n_levels, 1)
     chi2 = float(np.sum((d_w - m_w) ** 2))
     try:
         cov = np.linalg.inv(jac.T @ jac)
@@ -286,7 +292,7 @@ def fit_moving_psf(diff, exclude, background, own, read_noise, gain, group_time,
     x, y, t_ref = x + vx * shift, y + vy * shift, t_ref + shift
 
     snr = float(np.sqrt(np.dot(m_w, m_w)))
-    data = cells.data - cells.own_background(cells.data - model)
+    data = cells.data - cells.static_level(cells.data - model)
     consistency, n_groups = _temporal_consistency(cells.k[keep], data[keep], model[keep], cells.var[keep])
     return MovingFit(
         x=float(x), y=float(y), vx=float(vx), vy=float(vy), flux=float(flux), t_ref=float(t_ref),

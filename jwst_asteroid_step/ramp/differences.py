@@ -19,6 +19,7 @@ __all__ = [
     "group_differences",
     "jump_cells",
     "pixel_background",
+    "pixel_mean_rate",
     "scene_background",
 ]
 
@@ -74,13 +75,24 @@ def group_differences(sci, groupdq, pixeldq):
     -------
     ndarray, float32, shape (ngroups - 1, ny, nx)
     """
-    sci = np.asarray(sci, dtype=np.float32)
-    diff = np.diff(sci, axis=0)
-    bad_group = (groupdq & _GROUP_BAD) != 0
-    bad = bad_group[1:] | bad_group[:-1]
-    bad |= ((pixeldq & _PIXEL_BAD) != 0)[None]
-    diff[bad] = np.nan
+    sci = np.asarray(sci)
+    if not sci.dtype.isnative or sci.dtype.kind != "f":
+        sci = sci.astype(np.float32)
+    diff = np.empty((sci.shape[0] - 1,) + sci.shape[1:], dtype=np.float32)
+    _differences(sci, np.asarray(groupdq), (np.asarray(pixeldq) & _PIXEL_BAD) != 0, _GROUP_BAD, diff)
     return diff
+
+
+@numba.njit(parallel=True, cache=True)
+def _differences(sci, groupdq, bad_pixel, group_bad, out):
+    n_k, ny, nx = out.shape
+    for y in numba.prange(ny):
+        for k in range(n_k):
+            for x in range(nx):
+                if bad_pixel[y, x] or (groupdq[k, y, x] & group_bad) or (groupdq[k + 1, y, x] & group_bad):
+                    out[k, y, x] = np.nan
+                else:
+                    out[k, y, x] = sci[k + 1, y, x] - sci[k, y, x]
 
 
 def jump_cells(jump):
@@ -112,6 +124,41 @@ def _masked_median(diff, exclude, out_med, out_n):
                     n += 1
             out_n[y, x] = n
             out_med[y, x] = np.median(buf[:n]) if n > 0 else np.nan
+
+
+@numba.njit(parallel=True, cache=True)
+def _masked_mean(diff, exclude, out):
+    nk, ny, nx = diff.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            total = 0.0
+            n = 0
+            for k in range(nk):
+                v = diff[k, y, x]
+                if not exclude[k, y, x] and v == v:
+                    total += v
+                    n += 1
+            out[y, x] = total / n if n > 0 else np.nan
+
+
+def pixel_mean_rate(diff, exclude):
+    """Mean usable difference of each pixel (DN per group); NaN where none is usable.
+
+    The static scene's shot noise is all the detector needs it for, so the mean
+    (ten times faster than the median on a full frame) serves.
+
+    Parameters
+    ----------
+    diff : ndarray, float32, shape (ndiff, ny, nx)
+    exclude : ndarray, bool, shape (ndiff, ny, nx)
+
+    Returns
+    -------
+    ndarray, float32, shape (ny, nx)
+    """
+    out = np.empty(diff.shape[1:], dtype=np.float32)
+    _masked_mean(np.ascontiguousarray(diff, dtype=np.float32), np.ascontiguousarray(exclude), out)
+    return out
 
 
 def pixel_background(diff, exclude=None):

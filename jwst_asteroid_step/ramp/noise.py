@@ -105,14 +105,17 @@ def difference_covariance(expected_dn, valid, read_noise_cds, gain):
 
 @numba.njit(cache=True)
 def _whiten(values, diag, off, out):
-    n_k, n = values.shape
+    # values, out: (K, N, M), M columns sharing each pixel's covariance.
+    n_k, n, n_m = values.shape
     for j in range(n):
         prev_l = np.sqrt(diag[0, j])
-        out[0, j] = values[0, j] / prev_l
+        for c in range(n_m):
+            out[0, j, c] = values[0, j, c] / prev_l
         for k in range(1, n_k):
             m = off[k - 1, j] / prev_l
             lkk = np.sqrt(max(diag[k, j] - m * m, 1e-30))
-            out[k, j] = (values[k, j] - m * out[k - 1, j]) / lkk
+            for c in range(n_m):
+                out[k, j, c] = (values[k, j, c] - m * out[k - 1, j, c]) / lkk
             prev_l = lkk
 
 
@@ -124,20 +127,21 @@ def whiten(values, diag, off):
 
     Parameters
     ----------
-    values : ndarray, shape (K, N)
-        One column per pixel; rows are differences.
+    values : ndarray, shape (K, N) or (K, N, M)
+        One column per pixel (or M of them); rows are differences.
     diag, off : ndarray, shapes (K, N) and (K - 1, N)
         From :func:`difference_covariance`.
 
     Returns
     -------
-    ndarray, float64, shape (K, N)
+    ndarray, float64, shape of ``values``
     """
     values = np.ascontiguousarray(values, dtype=np.float64)
-    out = np.empty_like(values)
-    _whiten(values, np.ascontiguousarray(diag, dtype=np.float64),
+    v3 = values[..., None] if values.ndim == 2 else values
+    out = np.empty_like(v3)
+    _whiten(v3, np.ascontiguousarray(diag, dtype=np.float64),
             np.ascontiguousarray(off, dtype=np.float64), out)
-    return out
+    return out[..., 0] if values.ndim == 2 else out
 
 
 @numba.njit(cache=True)

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from ..mover_model import mover_differences
 from ..psf import PSFModel
-from ..ramp.noise import matched_filter_snr_correlated
+from ..ramp.noise import difference_covariance, solve
 from ..timebase import difference_intervals
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
@@ -201,50 +201,69 @@ def _refine(planes, t_bin, norm, speed_norm, x, y, vx, vy, step):
     return float(gx[i]), float(gy[i]), float(gvx[i]), float(gvy[i]), float(snr[i])
 
 
-@numba.njit(parallel=True, cache=True)
-def _prewhitened_bins(diff, exclude, background, rn2, poisson, bin_len, out):
-    """Sum over time bins of ``C^-1 r``, the residual pre-whitened with its covariance.
+@numba.njit(cache=True)
+def _thomas(r, dg, of, c_prime, z):
+    n_k = r.size
+    m = dg[0]
+    z[0] = r[0] / m
+    for k in range(1, n_k):
+        c_prime[k - 1] = of[k - 1] / m
+        m = dg[k] - of[k - 1] * c_prime[k - 1]
+        z[k] = (r[k] - of[k - 1] * z[k - 1]) / m
+    for k in range(n_k - 2, -1, -1):
+        z[k] -= c_prime[k] * z[k + 1]
 
-    With ``z = C^-1 r`` per pixel, a track's matched-filter numerator
-    ``s^T C^-1 r = sum_k s_k z_k`` is again a sum along the track, so the
-    shift-and-stack runs on ``z`` exactly as on independent data.
+
+@numba.njit(parallel=True, cache=True)
+def _prewhitened_bins(diff, exclude, rn2, poisson, bin_len, out):
+    """Sum over time bins of the profiled, pre-whitened residual of every pixel.
+
+    Per pixel, ``z = C^-1 (r - beta)`` with ``beta`` the generalised-least-squares
+    constant level of the pixel's differences: a track's profiled matched-filter
+    numerator is then ``sum_k s_k z_k``, again a sum along the track, so the
+    shift-and-stack runs on ``z`` exactly as on independent data.  The pixel's
+    static scene (sky, star, dark) drops out, whatever its level.
     """
     n_k, ny, nx = diff.shape
     for y in numba.prange(ny):
         r = np.empty(n_k)
+        one = np.empty(n_k)
         dg = np.empty(n_k)
         of = np.empty(max(n_k - 1, 1))
         c_prime = np.empty(max(n_k - 1, 1))
         z = np.empty(n_k)
+        w1 = np.empty(n_k)
         for x in range(nx):
-            r_ok_prev = False
+            prev_ok = False
             for k in range(n_k):
                 v = diff[k, y, x]
                 ok = v == v and not exclude[k, y, x]
-                r[k] = v - background[y, x] if ok else 0.0
+                r[k] = v if ok else 0.0
+                one[k] = 1.0 if ok else 0.0
                 dg[k] = rn2[y, x] + poisson[y, x] if ok else 1.0
                 if k > 0:
-                    of[k - 1] = -0.5 * rn2[y, x] if ok and r_ok_prev else 0.0
-                r_ok_prev = ok
-            m = dg[0]
-            z[0] = r[0] / m
-            for k in range(1, n_k):
-                c_prime[k - 1] = of[k - 1] / m
-                m = dg[k] - of[k - 1] * c_prime[k - 1]
-                z[k] = (r[k] - of[k - 1] * z[k - 1]) / m
-            for k in range(n_k - 2, -1, -1):
-                z[k] -= c_prime[k] * z[k + 1]
+                    of[k - 1] = -0.5 * rn2[y, x] if ok and prev_ok else 0.0
+                prev_ok = ok
+            _thomas(r, dg, of, c_prime, z)
+            _thomas(one, dg, of, c_prime, w1)
+            num = 0.0
+            den = 0.0
             for k in range(n_k):
-                out[k // bin_len, y, x] += z[k]
+                num += w1[k] * r[k]
+                den += w1[k]
+            beta = num / den if den > 0 else 0.0
+            for k in range(n_k):
+                out[k // bin_len, y, x] += z[k] - beta * w1[k]
 
 
 def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max):
-    """``1 / sqrt(s^T C^-1 s)`` of the search kernel's template, as a function of speed.
+    """``1 / sqrt(Phi)`` of the search kernel's template, as a function of speed.
 
-    Computed for a unit template (the kernel: the PSF core) crossing uniform sky,
-    on a grid of speeds; between grid speeds it is interpolated.  Fast tracks
-    are evaluated over a shorter stretch and scaled, the statistic being
-    additive along the track.
+    ``Phi = sum_p s_p^T C^-1 s_p - (1^T C^-1 s_p)**2 / (1^T C^-1 1)``: the
+    information in a unit template (the kernel: the PSF core) crossing uniform
+    sky once each pixel's constant level is profiled out, on a grid of speeds,
+    interpolated between them.  Fast tracks are evaluated over a shorter stretch
+    and scaled, the statistic being additive along the track.
     """
     core = PSFModel(psf.fwhm, wing_fraction=0.0)
     speeds = np.concatenate([[0.0], np.geomspace(v_max / 200.0, v_max, 24)])
@@ -257,20 +276,30 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
         tmpl = mover_differences(0.0, 0.0, v * np.cos(0.5), v * np.sin(0.5), 1.0, 0.5 * n_t,
                                  t0, t1, core, grid, grid)
         k0 = (n_diff - n_t) // 2
-        valid = valid_k[k0:k0 + n_t, None]
-        snr, _ = matched_filter_snr_correlated(tmpl.reshape(n_t, -1), background, valid, read_noise, gain)
-        values.append(snr**2 * n_diff / n_t)
+        valid = np.broadcast_to(valid_k[k0:k0 + n_t, None], (n_t, tmpl[0].size))
+        s = np.where(valid, tmpl.reshape(n_t, -1), 0.0)
+        diag, off = difference_covariance(np.full(s.shape, background), valid, read_noise, gain)
+        cs = solve(s, diag, off)
+        c1 = solve(valid.astype(float), diag, off)
+        phi = np.sum(s * cs, axis=0) - np.sum(cs * valid, axis=0) ** 2 / np.maximum(np.sum(c1 * valid, axis=0), 1e-300)
+        values.append(np.sum(phi) * n_diff / n_t)
     values = np.asarray(values)
 
+    # Profiled, a static source carries no information: Phi(0) = 0.  Speeds whose
+    # track stays within a fraction of the PSF carry too little to search.
+    values = np.maximum(values, 0.0)
+    floor = 0.05 * values.max()
+
     def speed_norm(speed):
-        return 1.0 / np.sqrt(np.interp(speed, speeds, values))
+        phi = np.interp(speed, speeds, values)
+        return np.where(phi > floor, 1.0 / np.sqrt(np.maximum(phi, floor)), 0.0)
 
     return speed_norm
 
 
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
-                          snr_threshold=5.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
-                          clip_sigma=4.0, min_separation=3):
+                          snr_threshold=6.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
+                          clip_sigma=8.0, min_separation=3):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -280,7 +309,8 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     exclude : ndarray, bool, shape (ndiff, ny, nx)
         Cells to leave out (cosmic rays, showers, noisy pixels).
     background : ndarray, shape (ny, nx)
-        Background per difference (DN).
+        Static scene per difference (DN), for the shot noise only: each pixel's
+        constant level is profiled out of the statistic.
     read_noise, gain : float or ndarray, shape (ny, nx)
         CDS read noise (DN) and gain (e/DN).
     psf : PSFModel
@@ -336,7 +366,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     classes = speed_classes(v_max, max_smear_px)
     finest = classes[-1][2]
     fine = np.zeros((-(-n_diff // finest), ny, nx), dtype=np.float32)
-    _prewhitened_bins(diff, exclude, np.asarray(background, np.float64), np.ascontiguousarray(rn**2),
+    _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), finest, fine)
     for b in range(fine.shape[0]):
         fine[b] = _correlate_separable(fine[b], prof)
@@ -344,7 +374,10 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     for lo, hi, bin_len in classes:
         group = bin_len // finest
         n_bins = -(-fine.shape[0] // group)
-        planes = np.stack([fine[b * group:(b + 1) * group].sum(axis=0) for b in range(n_bins)])
+        if group == 1:
+            planes = fine  # the finest class comes last: its planes may be clipped in place
+        else:
+            planes = np.stack([fine[b * group:(b + 1) * group].sum(axis=0) for b in range(n_bins)])
         t_bin = np.array([0.5 * (b * bin_len + min((b + 1) * bin_len, n_diff)) - t_ref
                           for b in range(n_bins)], dtype=np.float32)
         for plane in planes:
