@@ -58,6 +58,20 @@ def _software():
             f"stcal {stcal.__version__}, numpy {numpy.__version__}, Python {platform.python_version()}")
 
 
+def _package_digest():
+    """SHA-1 (12 hex digits) of the package's Python sources as imported by this run."""
+    import hashlib
+
+    import jwst_asteroid_step
+
+    digest = hashlib.sha1()
+    pkg = Path(jwst_asteroid_step.__file__).parent
+    for path in sorted(pkg.rglob("*.py")):
+        digest.update(str(path.relative_to(pkg)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _notes(mode, settings, movers):
     notes = [
         ("Grid ramps are 256 × 256 (SUB256 geometry, no reference columns); 'full-frame timing' ramps use "
@@ -134,6 +148,9 @@ def main(argv=None):
     from jwst_asteroid_step.offline import build_references, configure_offline_crds
 
     started = time.perf_counter()
+    import jwst_asteroid_step.step  # noqa: F401  (import everything the run uses now)
+
+    digest = _package_digest()  # the sources this process imports, before anyone edits them
 
     def progress(msg):
         print(f"[{time.perf_counter() - started:7.1f} s] {msg}", flush=True)
@@ -152,7 +169,8 @@ def main(argv=None):
     command = "python benchmarks/run_all.py" + {"full": "", "quick": " --quick", "smoke": " --smoke"}[name]
     meta = {
         "mode": name, "command": command, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": _machine(), "software": _software(), "base_seed": recovery.BASE_SEED,
+        "machine": _machine(), "software": f"{_software()} (package sources sha1 {digest})",
+        "base_seed": recovery.BASE_SEED,
         "runtime_min": runtime, "settings": repr(recovery.SETTINGS[name]),
         "perf_settings": repr(performance.PERF_SETTINGS[name]),
         "notes": _notes(name, recovery.SETTINGS[name], movers),

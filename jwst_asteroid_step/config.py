@@ -49,9 +49,13 @@ class DetectionConfig:
         Largest fraction of SNR lost to the velocity grid's spacing.
     search_max_candidates : int
         Most search candidates refined per integration.
+    trend_order : int
+        Per-pixel trends of the difference rate (0: constant only; 1: plus a
+        drift; 2: plus a curvature) profiled out of the search and the fit, for
+        ramps with residual non-linearity, reset anomaly or drifts.
     """
 
-    snr_threshold: float = 7.0
+    snr_threshold: float = 8.0
     min_groups: int = 3
     link_px: float = 1.5
     link_groups: int = 2
@@ -67,6 +71,7 @@ class DetectionConfig:
     search_snr_threshold: float = 6.0
     grid_loss: float = 0.1
     search_max_candidates: int = 200
+    trend_order: int = 1
 
     def __post_init__(self):
         positive = ("snr_threshold", "link_px", "min_motion_sigma", "max_chi2_dof",
@@ -74,6 +79,8 @@ class DetectionConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.trend_order not in (0, 1, 2):
+            raise ValueError(f"trend_order must be 0, 1 or 2, got {self.trend_order!r}")
         if not 0 < self.grid_loss < 0.5:
             raise ValueError(f"grid_loss must be in (0, 0.5), got {self.grid_loss!r}")
         for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates",

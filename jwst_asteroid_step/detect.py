@@ -23,6 +23,7 @@ from .ramp.events import (
     COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells,
 )
 from .ramp.noise import difference_variance
+from .ramp.systematics import edge_transients, noise_scale
 from .search.matched_filter import matched_filter_search
 from .search.tracks import Track, fit_track
 from .timebase import integration_start_mjd, t_int_to_mjd
@@ -122,11 +123,23 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     counts["n_jump_cells"] = int(len(cells))
     duration = diffs.n_diffs * group_time
     exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE))
+    # Real ramps: set aside early/late transients, and scale SNRs by how much
+    # the slow noise exceeds the model (1 for ramps the model describes).
+    n_lead, n_trail = edge_transients(diffs.diff, exclude, sigma)
+    exclude[:n_lead] = True
+    exclude[diffs.n_diffs - n_trail:] = True
+    scale = np.maximum(*(noise_scale(diffs.diff, exclude, background, read_noise, gain, length=n,
+                                     trend_order=config.trend_order) for n in (5, 20)))
+    counts.update(n_transient_diffs=n_lead + n_trail,
+                  noise_scale_x1000=int(round(1000 * float(np.median(scale)))))
 
-    def measure(track, method, **precheck):
+    def measure(track, method, max_speed=np.inf, **precheck):
         fit = fit_moving_psf(diffs.diff, exclude, background, read_noise, gain, group_time, psf, track,
-                             **precheck)
-        if fit is not None and _accepted(fit, config):
+                             trend_order=config.trend_order, **precheck)
+        if fit is None or np.hypot(fit.vx, fit.vy) * group_time > max_speed:
+            return  # a search candidate that ran off to speeds it was not found at
+        fit = fit.with_noise_scale(_scale_along(scale, fit, group_time, diffs.n_diffs, psf.fwhm))
+        if _accepted(fit, config, background.shape):
             fits.append((fit, method))
             # Later candidates must not explain this object's light again.
             _remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)
@@ -143,8 +156,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         v_max = config.deep_search_max_speed if config.deep_search else config.search_max_speed
         candidates, stats = matched_filter_search(
             diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
-            snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss,
-            max_candidates=config.search_max_candidates,
+            snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
+            max_candidates=config.search_max_candidates, trend_order=config.trend_order,
         )
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
@@ -152,8 +165,9 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             if any(_same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
                                 cand.vy / group_time, duration, tolerance_px=3.0) for fit, _ in fits):
                 continue  # already measured from its jump flags
-            measure(Track.from_search(cand, group_time), "search",
-                    min_start_snr=0.5 * config.snr_threshold, min_start_consistency=0.5 * config.min_consistency)
+            measure(Track.from_search(cand, group_time), "search", max_speed=1.5 * v_max,
+                    min_start_snr=0.5 * config.snr_threshold,
+                    min_start_consistency=0.5 * config.min_consistency)
 
     return [_row(fit, method, cells, psf, group_time, diffs.n_diffs, sci.shape[1:])
             for fit, method in _deduplicate(fits, duration)], counts
@@ -183,6 +197,20 @@ def _remove_track(diff, exclude, fit, psf, group_time, sigma, mask_level=2.0):
         exclude[k, yy[core], xx[core]] = True
 
 
+def _scale_along(scale, fit, group_time, n_diffs, radius):
+    """Largest noise scale within ``radius`` of the fitted path while on the detector."""
+    ny, nx = scale.shape
+    t = (np.arange(n_diffs) + 0.5) * group_time - fit.t_ref
+    px, py = fit.x + fit.vx * t, fit.y + fit.vy * t
+    on = (px > -radius) & (px < nx - 1 + radius) & (py > -radius) & (py < ny - 1 + radius)
+    if not on.any():
+        return float(np.max(scale))
+    r = int(np.ceil(radius))
+    ys = np.clip(np.rint(py[on]).astype(int)[:, None] + np.arange(-r, r + 1), 0, ny - 1)
+    xs = np.clip(np.rint(px[on]).astype(int)[:, None] + np.arange(-r, r + 1), 0, nx - 1)
+    return float(max(scale[ys[:, :, None], xs[:, None, :]].max(), 1.0))
+
+
 def _largest(events, sizes, limit):
     """The ``limit`` largest events, with a warning when some are dropped."""
     if events.size <= limit:
@@ -194,12 +222,21 @@ def _largest(events, sizes, limit):
     return events[np.argsort(sizes[events])[::-1][:limit]]
 
 
-def _accepted(fit, config):
+def _accepted(fit, config, shape, edge_px=2.0):
+    """Whether a fit is a mover: significant, moving, steady, well fitted, on the array.
+
+    The reference position (the information-weighted centre of the track) must
+    lie ``edge_px`` inside the array: with half its PSF off the detector a
+    track's edge pixels decide it, and the array's outer rows are the noisiest.
+    """
+    ny, nx = shape
+    inside = edge_px - 0.5 <= fit.x <= nx - 0.5 - edge_px and edge_px - 0.5 <= fit.y <= ny - 0.5 - edge_px
     err = fit.errors
     speed = np.hypot(fit.vx, fit.vy)
     speed_err = np.hypot(fit.vx * err[2], fit.vy * err[3]) / max(speed, 1e-30)
     return (
-        fit.success
+        inside
+        and fit.success
         and fit.flux > 0
         and fit.snr >= config.snr_threshold
         and speed >= config.min_motion_sigma * speed_err

@@ -39,7 +39,7 @@ class AsteroidDetectStep(Step):
 
     spec = """
         fitopt = string(default=None)  # ramp_fit segments file (<root>_fitopt.fits); optional
-        snr_threshold = float(default=7.0, min=0)  # Minimum matched-filter SNR of a reported detection
+        snr_threshold = float(default=8.0, min=0)  # Minimum matched-filter SNR (full covariance) of a reported detection
         min_groups = integer(default=3, min=3)  # Minimum distinct group differences with JUMP_DET cells on a track
         link_px = float(default=1.5, min=0)  # Distance (px) within which JUMP_DET cells join one event
         link_groups = integer(default=2, min=1)  # Gap (group differences) within which JUMP_DET cells join one event
@@ -55,6 +55,7 @@ class AsteroidDetectStep(Step):
         search_snr_threshold = float(default=6.0, min=0)  # Coarse shift-and-stack SNR of a search candidate
         grid_loss = float(default=0.1, min=0, max=0.5)  # Largest SNR fraction lost to the velocity grid spacing
         search_max_candidates = integer(default=200, min=1)  # Search candidates refined per integration at most
+        trend_order = integer(default=1, min=0, max=2)  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature)
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
         suffix = string(default='asteroids')  # Output file suffix

@@ -12,6 +12,7 @@ from stdatamodels.jwst import datamodels
 from stpipe.entry_points import get_steps
 
 from jwst_asteroid_step import AsteroidCatalogModel, AsteroidDetectStep
+from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.crds_pars import find_shipped_pars
 from jwst_asteroid_step.datamodels import CATALOG_COLUMNS
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
@@ -102,7 +103,11 @@ def test_real_ground_ramp_has_no_detections(offline_refs, capsys):
     from jwst.firstframe import FirstFrameStep
     from jwst.lastframe import LastFrameStep
 
-    ramp = LastFrameStep.call(FirstFrameStep.call(open_real_ramp()))
+    from jwst.dq_init import DQInitStep
+
+    # As calwebb_detector1 would: the real CDP7 bad-pixel mask, then edge groups.
+    ramp = DQInitStep.call(open_real_ramp(), override_mask=str(offline_refs["mask"]))
+    ramp = LastFrameStep.call(FirstFrameStep.call(ramp))
     jump, _, _, fitopt = run_jump_and_ramp_fit(ramp, offline_refs)
     result = AsteroidDetectStep.call(jump, fitopt, **offline_refs.overrides("gain", "readnoise"))
     counts = result.meta.asteroid_detect.counts
@@ -201,7 +206,7 @@ def test_mismatched_fitopt_is_an_error(bright_mover_products, offline_refs):
 def test_shipped_pars_used_when_crds_has_none(bright_mover_products):
     config = AsteroidDetectStep.get_config_from_reference(bright_mover_products["jump"])
     assert config["class"].endswith("AsteroidDetectStep")
-    assert config["snr_threshold"] == 7.0
+    assert config["snr_threshold"] == DetectionConfig().snr_threshold
 
 
 def test_shipped_pars_selection(tmp_path, monkeypatch):

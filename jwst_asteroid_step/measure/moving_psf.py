@@ -7,13 +7,14 @@ during each difference enter the fit, so the cost scales with the track length,
 not with the frame.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from ..mover_model import n_sub_samples
 from ..ramp.noise import difference_covariance, whiten
+from ..ramp.systematics import trend_basis
 
 __all__ = ["MovingFit", "fit_moving_psf"]
 
@@ -67,6 +68,12 @@ class MovingFit:
     n_cells: int
     success: bool
 
+    def with_noise_scale(self, scale):
+        """The fit with errors multiplied and SNR divided by ``scale``."""
+        if scale == 1.0:
+            return self
+        return replace(self, cov=self.cov * scale**2, snr=self.snr / scale)
+
     @property
     def errors(self):
         """One-sigma errors of ``(x, y, vx, vy, flux)``."""
@@ -77,16 +84,18 @@ class _Cells:
     """Every difference of the pixels near a path, for model evaluation and whitening.
 
     Each pixel contributes its whole time series and its constant level (sky,
-    star, dark: the static scene) is a free parameter profiled out of the fit,
-    so no background model can bias it however slow the source.  Residuals are
+    star, dark: the static scene), with optional slow trends, is profiled out of
+    the fit, so no background model can bias it however slow the source.  Residuals are
     whitened with each pixel's tridiagonal covariance
     (:func:`~jwst_asteroid_step.ramp.noise.whiten`), so the fit, its errors and its
     SNR use the read-noise correlation of adjacent differences.  The source model
     is evaluated only on the ``near`` cells, those within reach of the path.
     """
 
-    def __init__(self, diff, exclude, background, group_time, psf, x, y, vx, vy, t_ref, margin):
+    def __init__(self, diff, exclude, background, group_time, psf, x, y, vx, vy, t_ref, margin,
+                 trend_order):
         nk, ny, nx = diff.shape
+        self.trend = trend_basis(nk, trend_order)
         core_sigma = psf.components[0][1]
         travel = np.hypot(vx, vy) * group_time
         half = int(np.ceil(2.5 * core_sigma + travel / 2 + margin))
@@ -119,7 +128,8 @@ class _Cells:
         self.n_pix, self.n_k = pix.size, nk
         self.data = d[ok]
         self.near = is_near[ok]
-        self.n_levels = int(np.unique(self.pix).size)  # one profiled level per pixel
+        # Profiled per pixel: the static level and its trends.
+        self.n_levels = int(np.unique(self.pix).size) * self.trend.shape[1]
         self.y, self.x = yy.astype(float), xx.astype(float)
         self.background = background[yy, xx].astype(float)
         self.group_time = group_time
@@ -129,7 +139,11 @@ class _Cells:
         self.t = (self.k[self.near, None] + frac[None, :]) * group_time
 
     def set_noise(self, source_dn, keep, read_noise, gain):
-        """Covariance bands for the kept cells, given the source's expected charge."""
+        """Covariance bands for the kept cells, given the source's expected charge.
+
+        Also whitens each pixel's trend basis, the templates profiled out of
+        every whitened quantity.
+        """
         expected = np.zeros((self.n_k, self.n_pix))
         valid = np.zeros((self.n_k, self.n_pix), dtype=bool)
         expected[self.k, self.pix] = self.background + np.maximum(source_dn, 0)
@@ -138,11 +152,17 @@ class _Cells:
             expected, valid, self._at_pixels(read_noise), self._at_pixels(gain))
         self.keep = keep
         self.var = self.diag[self.k, self.pix]
-        # The whitened constant of each pixel: its static scene's template.
-        ones = np.zeros((self.n_k, self.n_pix))
-        ones[self.k[keep], self.pix[keep]] = 1.0
-        self.u = whiten(ones, self.diag, self.off)
-        self.uu = np.maximum(np.sum(self.u**2, axis=0), 1e-300)
+        basis = np.zeros((self.n_k, self.n_pix, self.trend.shape[1]))
+        basis[self.k[keep], self.pix[keep]] = self.trend[self.k[keep]]
+        self.u = whiten(basis, self.diag, self.off)  # (K, n_pix, P)
+        gram = np.einsum("kpi,kpj->pij", self.u, self.u)
+        gram += 1e-9 * np.eye(gram.shape[1]) * np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1e-300
+        self.gram = gram
+
+    def _trend_coefficients(self, w):
+        """Least-squares trend coefficients of whitened columns ``w`` (K, n_pix, m)."""
+        rhs = np.einsum("kpi,kpm->pim", self.u, w)
+        return np.linalg.solve(self.gram, rhs)  # (n_pix, P, m)
 
     def _at_pixels(self, value):
         """A scalar, or a (ny, nx) map sampled at the fit's pixels as a row."""
@@ -164,17 +184,16 @@ class _Cells:
         dense = np.zeros((self.n_k, self.n_pix, cols.shape[1]))
         dense[self.k[self.keep], self.pix[self.keep]] = cols[self.keep]
         w = whiten(dense, self.diag, self.off)
-        u = self.u[..., None]
-        w -= u * (np.sum(u * w, axis=0) / self.uu[:, None])
+        w -= np.einsum("kpi,pim->kpm", self.u, self._trend_coefficients(w))
         w = w.reshape(-1, cols.shape[1])
         return w[:, 0] if values.ndim == 1 else w
 
     def static_level(self, resid):
-        """Fitted constant level (DN per difference) of each cell's pixel."""
-        dense = np.zeros((self.n_k, self.n_pix))
-        dense[self.k[self.keep], self.pix[self.keep]] = resid[self.keep]
-        w = whiten(dense, self.diag, self.off)
-        return (np.sum(self.u * w, axis=0) / self.uu)[self.pix]
+        """Fitted static scene and trend (DN per difference) of each cell."""
+        dense = np.zeros((self.n_k, self.n_pix, 1))
+        dense[self.k[self.keep], self.pix[self.keep], 0] = resid[self.keep]
+        coef = self._trend_coefficients(whiten(dense, self.diag, self.off))[:, :, 0]
+        return np.sum(self.trend[self.k] * coef[self.pix], axis=1)
 
     def model(self, p, t_ref):
         x, y, vx, vy, flux = p
@@ -202,7 +221,7 @@ class _Cells:
 
 
 def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf, guess, margin=2,
-                   min_start_snr=0.0, min_start_consistency=-np.inf):
+                   min_start_snr=0.0, min_start_consistency=-np.inf, trend_order=0):
     """Least-squares fit of a moving PSF to group differences, with their full covariance.
 
     Parameters
@@ -224,6 +243,9 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         Starting path; its ``t_ref`` is the initial reference time.
     margin : int
         Extra pixels around the PSF core and path in the fit boxes.
+    trend_order : int
+        Per-pixel trends of the difference rate profiled out with the static
+        level (:func:`~jwst_asteroid_step.ramp.systematics.trend_basis`).
     min_start_snr, min_start_consistency : float
         Give up before iterating when the guess, with its best flux, falls short
         of these: most search candidates are noise, and a full fit costs far
@@ -235,7 +257,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         None when no usable pixels lie near the path, or the guess falls short.
     """
     cells = _Cells(diff, exclude, background, group_time, psf,
-                   guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin)
+                   guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin, trend_order)
     if cells.data.size < 6 + cells.n_levels:
         return None
     t_ref = guess.t_ref

@@ -29,6 +29,7 @@ from scipy import ndimage
 from ..mover_model import mover_differences
 from ..psf import PSFModel
 from ..ramp.noise import difference_covariance, solve
+from ..ramp.systematics import trend_basis
 from ..timebase import difference_intervals
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
@@ -215,54 +216,81 @@ def _thomas(r, dg, of, c_prime, z):
 
 
 @numba.njit(parallel=True, cache=True)
-def _prewhitened_bins(diff, exclude, rn2, poisson, bin_len, out):
+def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
     """Sum over time bins of the profiled, pre-whitened residual of every pixel.
 
-    Per pixel, ``z = C^-1 (r - beta)`` with ``beta`` the generalised-least-squares
-    constant level of the pixel's differences: a track's profiled matched-filter
-    numerator is then ``sum_k s_k z_k``, again a sum along the track, so the
-    shift-and-stack runs on ``z`` exactly as on independent data.  The pixel's
-    static scene (sky, star, dark) drops out, whatever its level.
+    Per pixel, ``z = C^-1 (r - B c)`` with ``B c`` the generalised-least-squares
+    fit of the pixel's static level and trends (``basis``, columns of B): a
+    track's profiled matched-filter numerator is then ``sum_k s_k z_k``, again a
+    sum along the track, so the shift-and-stack runs on ``z`` exactly as on
+    independent data.  The pixel's static scene drops out, whatever its level.
     """
     n_k, ny, nx = diff.shape
+    n_b = basis.shape[1]
     for y in numba.prange(ny):
         r = np.empty(n_k)
-        one = np.empty(n_k)
         dg = np.empty(n_k)
         of = np.empty(max(n_k - 1, 1))
         c_prime = np.empty(max(n_k - 1, 1))
         z = np.empty(n_k)
-        w1 = np.empty(n_k)
+        b = np.empty((n_k, n_b))
+        cb = np.empty((n_k, n_b))
+        col = np.empty(n_k)
+        tmp = np.empty(n_k)
+        gram = np.empty((n_b, n_b))
+        rhs = np.empty(n_b)
         for x in range(nx):
             prev_ok = False
             for k in range(n_k):
                 v = diff[k, y, x]
                 ok = v == v and not exclude[k, y, x]
                 r[k] = v if ok else 0.0
-                one[k] = 1.0 if ok else 0.0
+                for j in range(n_b):
+                    b[k, j] = basis[k, j] if ok else 0.0
                 dg[k] = rn2[y, x] + poisson[y, x] if ok else 1.0
                 if k > 0:
                     of[k - 1] = -0.5 * rn2[y, x] if ok and prev_ok else 0.0
                 prev_ok = ok
             _thomas(r, dg, of, c_prime, z)
-            _thomas(one, dg, of, c_prime, w1)
-            num = 0.0
-            den = 0.0
+            for j in range(n_b):
+                for k in range(n_k):
+                    col[k] = b[k, j]
+                _thomas(col, dg, of, c_prime, tmp)
+                for k in range(n_k):
+                    cb[k, j] = tmp[k]
+            for i in range(n_b):
+                rhs[i] = 0.0
+                for k in range(n_k):
+                    rhs[i] += b[k, i] * z[k]
+                for j in range(n_b):
+                    g = 0.0
+                    for k in range(n_k):
+                        g += b[k, i] * cb[k, j]
+                    gram[i, j] = g + (1e-12 if i == j else 0.0)
+            coef = np.linalg.solve(gram, rhs)
             for k in range(n_k):
-                num += w1[k] * r[k]
-                den += w1[k]
-            beta = num / den if den > 0 else 0.0
-            for k in range(n_k):
-                out[k // bin_len, y, x] += z[k] - beta * w1[k]
+                acc = z[k]
+                for j in range(n_b):
+                    acc -= coef[j] * cb[k, j]
+                out[k // bin_len, y, x] += acc
 
 
-def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max):
+def _profiled_information(s, valid, basis, diag, off):
+    """Per pixel ``s^T C^-1 s - (B^T C^-1 s)^T (B^T C^-1 B)^-1 (B^T C^-1 s)``."""
+    cs = solve(s, diag, off)
+    b = basis[:, None, :] * valid[..., None]
+    cb = np.stack([solve(b[..., j], diag, off) for j in range(b.shape[2])], axis=2)
+    gram = np.einsum("kni,knj->nij", b, cb) + 1e-12 * np.eye(b.shape[2])
+    bs = np.einsum("kni,kn->ni", b, cs)
+    return np.sum(s * cs, axis=0) - np.einsum("ni,ni->n", bs, np.linalg.solve(gram, bs[..., None])[..., 0])
+
+
+def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis):
     """``1 / sqrt(Phi)`` of the search kernel's template, as a function of speed.
 
-    ``Phi = sum_p s_p^T C^-1 s_p - (1^T C^-1 s_p)**2 / (1^T C^-1 1)``: the
-    information in a unit template (the kernel: the PSF core) crossing uniform
-    sky once each pixel's constant level is profiled out, on a grid of speeds,
-    interpolated between them.  Fast tracks are evaluated over a shorter stretch
+    ``Phi``: the information in a unit template (the kernel: the PSF core)
+    crossing uniform sky once each pixel's static level and trends (``basis``)
+    are profiled out, on a grid of speeds, interpolated between them.  Fast tracks are evaluated over a shorter stretch
     and scaled, the statistic being additive along the track.
     """
     core = PSFModel(psf.fwhm, wing_fraction=0.0)
@@ -279,9 +307,7 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
         valid = np.broadcast_to(valid_k[k0:k0 + n_t, None], (n_t, tmpl[0].size))
         s = np.where(valid, tmpl.reshape(n_t, -1), 0.0)
         diag, off = difference_covariance(np.full(s.shape, background), valid, read_noise, gain)
-        cs = solve(s, diag, off)
-        c1 = solve(valid.astype(float), diag, off)
-        phi = np.sum(s * cs, axis=0) - np.sum(cs * valid, axis=0) ** 2 / np.maximum(np.sum(c1 * valid, axis=0), 1e-300)
+        phi = _profiled_information(s, valid, basis[k0:k0 + n_t], diag, off)
         values.append(np.sum(phi) * n_diff / n_t)
     values = np.asarray(values)
 
@@ -299,7 +325,7 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
 
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
                           snr_threshold=6.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
-                          clip_sigma=8.0, min_separation=3):
+                          clip_sigma=8.0, min_separation=3, trend_order=0, noise_scale=1.0):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -331,6 +357,13 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         track on its own.
     min_separation : int
         Half-size (px) of the neighbourhood a candidate must be the maximum of.
+    trend_order : int
+        Per-pixel trends of the difference rate profiled out with the static
+        level (:func:`~jwst_asteroid_step.ramp.systematics.trend_basis`).
+    noise_scale : float or ndarray, shape (ny, nx)
+        Measured excess of the real noise over the model
+        (:func:`~jwst_asteroid_step.ramp.systematics.noise_scale`); SNRs are
+        divided by it.
 
     Returns
     -------
@@ -355,11 +388,13 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     phi_full = _correlate_separable(np.full((ny, nx), n_diff, np.float32) * weight, prof**2)
     ref_weight = np.float32(1.0 / np.median(rn**2 + poisson))
     phi_ref = n_diff * ref_weight * np.sum(prof**2) ** 2
-    norm = np.where(phi >= 0.5 * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0).astype(np.float32)
+    norm = np.where(phi >= 0.5 * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0)
+    norm = (norm / np.broadcast_to(noise_scale, (ny, nx))).astype(np.float32)
     valid_k = usable[:, ::8, ::8].mean(axis=(1, 2)) > 0.5
     del usable
+    basis = trend_basis(n_diff, trend_order)
     speed_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
-                                      float(np.median(rn)), float(np.median(gain)), v_max)
+                                      float(np.median(rn)), float(np.median(gain)), v_max, basis)
 
     t_ref = 0.5 * n_diff  # in groups; difference k is centred at k + 0.5
     step = velocity_grid_step(np.sqrt(sigma**2 + 1.0 / 12.0), n_diff, grid_loss)
@@ -367,7 +402,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     finest = classes[-1][2]
     fine = np.zeros((-(-n_diff // finest), ny, nx), dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
-                      np.ascontiguousarray(poisson, dtype=np.float64), finest, fine)
+                      np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine)
     for b in range(fine.shape[0]):
         fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks = [], 0, 0

@@ -1,0 +1,168 @@
+"""What real ramps add to the noise model: early transients and excess slow noise.
+
+The search and the fit weight the differences with the read-noise covariance
+(:mod:`.noise`), under which a signal lasting many groups is measured very
+precisely.  Real ramps carry slow structure that model lacks: the reset anomaly
+and RSCD in the first groups where calibration left them, non-linearity, 1/f
+noise.  Two measurements keep the statistics honest on such data: leading and
+trailing differences whose frame-wide level departs from the rest are set aside,
+and the spread of the search statistic over source-free pixels is measured, so
+that SNRs can be scaled by it.
+"""
+
+import warnings
+
+import numpy as np
+
+from .noise import difference_covariance, solve
+
+__all__ = ["edge_transients", "noise_scale", "trend_basis"]
+
+
+def trend_basis(n_diffs, order):
+    """Slow trends of a pixel's difference rate: powers of time up to ``order``.
+
+    Each pixel's static scene is a constant rate (order 0); orders 1 and 2 add a
+    drift and a curvature of the rate, which absorb residual non-linearity, the
+    tail of the reset anomaly, RSCD and slow drifts.  Their coefficients are
+    profiled out of the search and the fit per pixel.  A source that stays on a
+    pixel for a large share of the ramp looks like such a trend and loses
+    significance: that is the price of robustness, set by ``order``.
+
+    Parameters
+    ----------
+    n_diffs : int
+        Differences per integration.
+    order : int
+        Highest power of time (0, 1 or 2).
+
+    Returns
+    -------
+    ndarray, shape (n_diffs, order + 1)
+    """
+    t = (np.arange(n_diffs) - 0.5 * (n_diffs - 1)) / max(0.5 * n_diffs, 1.0)
+    return np.stack([t**p for p in range(order + 1)], axis=1)
+
+
+def edge_transients(diff, exclude, sigma, level=0.05, max_fraction=0.3):
+    """Leading and trailing differences whose frame-wide level is off.
+
+    Parameters
+    ----------
+    diff : ndarray, shape (ndiff, ny, nx)
+        Group differences (DN), NaN where unusable.
+    exclude : ndarray, bool, shape (ndiff, ny, nx)
+        Cells already set aside.
+    sigma : ndarray, shape (ny, nx)
+        Noise of one difference (DN).
+    level : float
+        Largest frame-median departure, in units of a difference's noise,
+        tolerated; over a whole ramp even a few per cent of sigma adds up.
+    max_fraction : float
+        At most this share of the differences is set aside at either end.
+
+    Returns
+    -------
+    n_lead, n_trail : int
+        Differences to set aside at the start and at the end.
+    """
+    n_k = diff.shape[0]
+    sample = (slice(None), slice(None, None, 4), slice(None, None, 4))
+    d = np.where(exclude[sample], np.nan, diff[sample]) / sigma[sample[1:]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN edge differences
+        frame = np.nanmedian(d.reshape(n_k, -1), axis=1)
+    core = frame[n_k // 3: 2 * n_k // 3]
+    ref = np.nanmedian(core) if np.isfinite(core).any() else 0.0
+    off = ~(np.abs(frame - ref) <= level)
+    limit = int(max_fraction * n_k)
+    n_lead = 0
+    while n_lead < limit and off[n_lead]:
+        n_lead += 1
+    n_trail = 0
+    while n_trail < limit and off[n_k - 1 - n_trail]:
+        n_trail += 1
+    return n_lead, n_trail
+
+
+def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_order=0, n_pixels=20000,
+                seed=0):
+    """Spread of the profiled, covariance-weighted statistic on source-free pixels.
+
+    For a boxcar template of ``length`` differences in the middle of the ramp,
+    each pixel's level and trends (:func:`trend_basis`) profiled out as the
+    search and the fit do, the statistic
+    ``u^T C^-1 r / sqrt(u^T C^-1 u)`` is a unit normal under the noise model.
+    Its robust spread over pixels with no excluded cell, frame-wide and per row
+    and column, measures how far the real noise departs from the model at the
+    time scales of a moving source crossing a pixel.
+
+    Parameters
+    ----------
+    diff, exclude : ndarray, shape (ndiff, ny, nx)
+    background : ndarray, shape (ny, nx)
+        Static scene per difference (DN), for the shot noise.
+    read_noise, gain : float or ndarray, shape (ny, nx)
+    length : int
+        Boxcar length (differences).
+    trend_order : int
+        Trends profiled out, as in the search.
+    n_pixels : int
+        Pixels sampled.
+    seed : int
+        Seed of the sampling, for reproducible results.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+        At least 1 everywhere (the model is never trusted to be pessimistic): the
+        frame-wide scale, raised in rows and columns whose own spread is larger
+        (edge rows, noisy columns).
+    """
+    n_k, ny, nx = diff.shape
+    usable = np.isfinite(diff) & ~exclude
+    # Pixels that lost nothing but what every pixel lost: no event, no mask.
+    n_usable = usable.sum(axis=0).ravel()
+    rows = np.flatnonzero(n_usable >= n_usable.max())
+    if rows.size < 50 or n_k < length + 4:
+        return np.ones((ny, nx))
+    pick = np.random.default_rng(seed).choice(rows, size=min(n_pixels, rows.size), replace=False)
+    py, px = np.divmod(pick, nx)
+    r = diff[:, py, px].astype(float)
+    valid = usable[:, py, px]
+    r = np.where(valid, r, 0.0)
+    bg = np.broadcast_to(background, (ny, nx))[py, px]
+    rn = np.broadcast_to(np.asarray(read_noise, float), (ny, nx))[py, px]
+    g = np.broadcast_to(np.asarray(gain, float), (ny, nx))[py, px]
+    diag, off = difference_covariance(np.broadcast_to(bg, r.shape), valid, rn[None], g[None])
+    u = np.zeros(r.shape)
+    start = (n_k - length) // 2
+    u[start:start + length] = 1.0
+    u *= valid
+    basis = trend_basis(n_k, trend_order)[:, None, :] * valid[..., None]
+    cb = np.stack([solve(basis[..., j], diag, off) for j in range(basis.shape[2])], axis=2)
+    gram = np.einsum("kni,knj->nij", basis, cb) + 1e-12 * np.eye(basis.shape[2])
+    cr, cu = solve(r, diag, off), solve(u, diag, off)
+    bu = np.einsum("kni,kn->ni", basis, cu)
+    br = np.einsum("kni,kn->ni", basis, cr)
+    a = np.sum(u * cr, axis=0) - np.einsum("ni,ni->n", bu, np.linalg.solve(gram, br[..., None])[..., 0])
+    b = np.sum(u * cu, axis=0) - np.einsum("ni,ni->n", bu, np.linalg.solve(gram, bu[..., None])[..., 0])
+    good = b > 0
+    t, py, px = a[good] / np.sqrt(b[good]), py[good], px[good]
+    if t.size < 50:
+        return np.ones((ny, nx))
+    # Robust spreads (MAD): a source's wings in a few sampled pixels must not
+    # pass for noise.
+    scale = np.full((ny, nx), max(1.0, _mad_sigma(t)))
+    for axis_index, size, axis in ((py, ny, 0), (px, nx, 1)):
+        line = np.ones(size)
+        for i in np.unique(axis_index):
+            sel = t[axis_index == i]
+            if sel.size >= 10:
+                line[i] = _mad_sigma(sel)
+        scale = np.maximum(scale, line[:, None] if axis == 0 else line[None, :])
+    return scale
+
+
+def _mad_sigma(values):
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))

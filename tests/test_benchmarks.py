@@ -1,0 +1,127 @@
+"""The benchmark bench: its smoke run end to end, and its pieces on known inputs."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from stdatamodels.jwst.datamodels import dqflags
+
+from benchmarks.baselines import rate_baseline, seed_baseline
+from benchmarks.recovery import deep_search_is_safe, match
+from benchmarks.report import depth_gain, snr50
+
+ROOT = Path(__file__).resolve().parents[1]
+JUMP = dqflags.group["JUMP_DET"]
+
+
+def test_smoke_run_writes_results(tmp_path):
+    """``python benchmarks/run_all.py --smoke`` runs everything and writes the report."""
+    t0 = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+    )
+    seconds = time.perf_counter() - t0
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    text = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## Key numbers", "## Completeness vs SNR", "## Completeness vs speed",
+                    "## False positives per full-frame integration", "## Measurement errors vs SNR",
+                    "## Depth", "## The real ground-test ramp", "## Performance"):
+        assert heading in text
+    for name in ("completeness_vs_snr.png", "completeness_vs_speed.png", "errors_vs_snr.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    movers = Table.read(tmp_path / "data" / "recovery_movers.ecsv")
+    assert len(movers) > 0 and {"ours_found", "seed_found", "rate_found"} <= set(movers.colnames)
+    print(f"\nbenchmark smoke run: {seconds:.0f} s")
+    # Rebuilding the report from the saved tables gives the same text.
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--report-only", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "RESULTS.md").read_text() == text
+
+
+def _tables(det_rows, truth_rows):
+    det = Table(rows=det_rows, names=("integration", "x", "y", "t_int", "vx", "vy"))
+    truth = Table(rows=truth_rows, names=("integration", "x", "y", "t_ref", "vx", "vy"))
+    return det, truth
+
+
+def test_match_rules():
+    # Truth: at (50, 50) at t=10 s moving 1 px/s in x.
+    truth_rows = [(1, 50.0, 50.0, 10.0, 1.0, 0.0)]
+    det_rows = [
+        (1, 55.5, 50.0, 15.0, 1.1, 0.0),   # right place at its own t_int, speed +10 %: match
+        (1, 55.0, 50.0, 15.0, 0.95, 0.0),  # also right: a duplicate
+        (1, 50.0, 50.0, 10.0, 2.0, 0.0),   # right place, speed +100 %: position only
+        (1, 80.0, 80.0, 10.0, 1.0, 0.0),   # nowhere near: false
+        (2, 50.0, 50.0, 10.0, 1.0, 0.0),   # other integration: false
+    ]
+    truth_det, near, status = match(*_tables(det_rows, truth_rows), tolerance_px=2.0)
+    assert truth_det.tolist() == [1]  # the closest matching detection
+    assert near.tolist() == [True]
+    assert status.tolist() == ["duplicate", "match", "position_only", "false", "false"]
+
+
+def test_snr50_and_depth_gain():
+    rng = np.random.default_rng(1)
+    snr = np.exp(rng.uniform(np.log(3), np.log(100), 4000))
+    p_ours = 1 / (1 + np.exp(-(np.log(snr) - np.log(6.0)) / 0.1))
+    p_seed = 1 / (1 + np.exp(-(np.log(snr) - np.log(24.0)) / 0.1))
+    ours = rng.uniform(size=snr.size) < p_ours
+    seed = rng.uniform(size=snr.size) < p_seed
+    assert snr50(snr, ours) == pytest.approx(6.0, rel=0.08)
+    assert snr50(snr, seed) == pytest.approx(24.0, rel=0.08)
+    assert snr50(snr, np.zeros(snr.size, bool)) == np.inf
+    movers = Table({"snr": snr, "ours_found": ours, "seed_found": seed,
+                    "ours_ran": np.ones(snr.size, bool), "seed_ran": np.ones(snr.size, bool)})
+    g = depth_gain(movers, np.ones(snr.size, bool), n_boot=20)
+    assert g["dmag"] == pytest.approx(2.5 * np.log10(4.0), abs=0.15)
+    assert not g["bound"] and g["dmag_lo"] <= g["dmag"] <= g["dmag_hi"]
+
+
+def test_seed_baseline_follows_a_flagged_line():
+    ngroups, ny, nx, gt = 30, 40, 40, 2.0
+    sci = np.cumsum(np.random.default_rng(2).normal(10, 1, (1, ngroups, ny, nx)), axis=1).astype("f4")
+    gdq = np.zeros(sci.shape, dtype=np.uint8)
+    for g in range(5, 25):  # 0.5 px/group along x: difference g - 1 at x = 10 + 0.5 (g - 1)
+        x = round(10 + 0.5 * (g - 1))
+        gdq[0, g, 20, x] = JUMP
+        sci[0, g:, 20, x] += 200.0
+    det = seed_baseline(sci, gdq, np.zeros((ny, nx), np.uint32), gt)
+    assert len(det) == 1
+    assert det["vx"][0] == pytest.approx(0.5 / gt, rel=0.1)
+    assert abs(det["vy"][0]) < 0.05 / gt
+    assert det["y"][0] == pytest.approx(20.0, abs=0.5)
+    assert det["flux"][0] > 0 and not det["direction_ambiguous"][0]
+
+
+def test_rate_baseline_finds_streaks_not_stars():
+    ny, nx, fwhm = 128, 128, 2.5
+    sigma = fwhm / 2.3548
+    yy, xx = np.mgrid[:ny, :nx].astype(float)
+    image = np.random.default_rng(3).normal(5.0, 0.1, (ny, nx))
+    image += 30 * np.exp(-((xx - 30) ** 2 + (yy - 30) ** 2) / (2 * sigma**2))  # a star
+    length, t_span = 30.0, 100.0
+    for s in np.linspace(-0.5, 0.5, 300):  # a streak along +x+y at 45 degrees, ramp_fit-weighted
+        u = s + 0.5
+        cx, cy = 80 + s * length / np.sqrt(2), 80 + s * length / np.sqrt(2)
+        image += 0.4 * 6 * u * (1 - u) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+    det = rate_baseline(image, np.full((ny, nx), 0.1), np.zeros((ny, nx), np.uint32), fwhm, 0.0, t_span)
+    assert len(det) == 1
+    row = det[0]
+    assert row["direction_ambiguous"]
+    assert np.hypot(row["x"] - 80, row["y"] - 80) < 1.0
+    assert abs(abs(row["vx"]) - abs(row["vy"])) < 0.1 * abs(row["vx"])
+    assert np.hypot(row["vx"], row["vy"]) == pytest.approx(length / t_span, rel=0.2)
+
+
+def test_deep_search_guard():
+    assert deep_search_is_safe(1032, 200)
+    assert deep_search_is_safe(256, 100)
+    assert not deep_search_is_safe(256, 200)
