@@ -95,6 +95,11 @@ class GridSettings:
         Injection runs into the real ramp (one mover per integration each).
     real_nints : int or None
         Integrations of the real ramp used (None: all five).
+    deep_min_speed, deep_ngroups, deep_timings :
+        The deep search costs up to a minute per 256² ramp with fast movers (it refines
+        up to ``search_max_candidates`` candidates with the moving-PSF fit), so it runs
+        only on grid ramps with movers at least this fast (px/group), of these lengths
+        and timings, and on the empty ramps of those lengths and timings.
     subarray : str
         Geometry of the grid ramps.
     spacing : float
@@ -112,6 +117,9 @@ class GridSettings:
     full_empty: tuple = (("F770W", 50), ("F770W", 100), ("F1500W", 100))
     real_inject_runs: int = 8
     real_nints: int = None
+    deep_min_speed: float = 0.5
+    deep_ngroups: tuple = (50,)
+    deep_timings: tuple = ("full",)
     subarray: str = "SUB256"
     spacing: float = 40.0
     stars: int = 5
@@ -122,6 +130,7 @@ SETTINGS = {
     "quick": GridSettings(filters=("F770W", "F2100W"), ngroups=(25, 50, 100), ramps_per_combo=2,
                           full_empty=(("F770W", 50),), real_inject_runs=3),
     "smoke": GridSettings(filters=("F770W",), ngroups=(20,), timings=("native",), ramps_per_combo=2,
+                          deep_min_speed=0.0, deep_ngroups=(20,), deep_timings=("native",),
                           movers_per_ramp=3, full_empty=(), real_inject_runs=1, real_nints=2, subarray="SUB128",
                           spacing=30.0, stars=2),
 }
@@ -141,6 +150,13 @@ class RampSpec:
     speed: float = 0.0  # px/group
     angle: float = 0.0  # rad
     snrs: list = field(default_factory=list)
+
+    def detectors(self, settings):
+        """The detectors this ramp is run through (the deep search only on a subset)."""
+        deep = (self.ngroups in settings.deep_ngroups and self.timing in settings.deep_timings
+                and (self.kind != "grid" or self.speed >= settings.deep_min_speed)
+                and self.subarray != "FULL")
+        return tuple(d for d in DETECTORS if d != "ours_deep" or deep)
 
     @property
     def group_time(self):
@@ -178,10 +194,11 @@ def run_detectors(jump, rateints, psf, detectors=DETECTORS):
     Returns
     -------
     dict
-        ``name -> (Table, seconds, counts)``; a detector that was skipped maps to None.
+        ``name -> (Table, seconds, counts)`` for every name in :data:`DETECTORS`; one that
+        was not run (not asked for, or unsafe) maps to None.
     """
     gt = float(jump.meta.exposure.group_time)
-    out = {}
+    out = dict.fromkeys(DETECTORS)
     for name in detectors:
         t0 = time.perf_counter()
         counts = {}
@@ -428,7 +445,7 @@ def run_grid(settings, refs, progress=None):
         jump, _, rateints, _ = run_jump_and_ramp_fit(ramp, refs)
         del ramp
         psf = psf_for_filter(spec.filter)
-        results = run_detectors(jump, rateints, psf)
+        results = run_detectors(jump, rateints, psf, spec.detectors(settings))
         base = {"set": "grid", "ramp": spec.index, "kind": spec.kind, "subarray": spec.subarray,
                 "timing": spec.timing, "filter": spec.filter, "ngroups": spec.ngroups,
                 "group_time": spec.group_time, "fwhm": psf.fwhm}
@@ -440,7 +457,7 @@ def run_grid(settings, refs, progress=None):
         if progress:
             progress(f"ramp {n + 1}/{len(specs)} {spec.kind} {spec.subarray}/{spec.timing} {spec.filter} "
                      f"ng={spec.ngroups} v={spec.speed:.3f} px/group: "
-                     + ", ".join(f"{k}={0 if v is None else len(v[0])}" for k, v in results.items())
+                     + ", ".join(f"{k}={'-' if v is None else len(v[0])}" for k, v in results.items())
                      + f" ({time.perf_counter() - t0:.1f} s)")
     return Table(rows=mover_rows) if mover_rows else Table(), Table(rows=ramp_rows)
 
@@ -503,7 +520,7 @@ def run_real(settings, refs, progress=None):
                            None, n_pix, nints)]
     if progress:
         progress("real ramp, no injection: "
-                 + ", ".join(f"{k}={0 if v is None else len(v[0])}" for k, v in results.items()))
+                 + ", ".join(f"{k}={'-' if v is None else len(v[0])}" for k, v in results.items()))
     mover_rows = []
     n_speed = 3  # the 72 x 64 subarray holds tracks up to ~1 px/group over 50 groups
     speed_edges = (0.005, 0.05, 0.5, 1.0)
@@ -530,7 +547,7 @@ def run_real(settings, refs, progress=None):
                                         n_showers=-1), results, statuses, n_pix, nints))
         if progress:
             progress(f"real ramp, injection run {run + 1}/{settings.real_inject_runs}: "
-                     + ", ".join(f"{k}={0 if v is None else len(v[0])}" for k, v in results.items()))
+                     + ", ".join(f"{k}={'-' if v is None else len(v[0])}" for k, v in results.items()))
     return Table(rows=mover_rows) if mover_rows else Table(), Table(rows=ramp_rows)
 
 

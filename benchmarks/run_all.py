@@ -72,6 +72,13 @@ def _package_digest():
     return digest.hexdigest()[:12]
 
 
+def _deep_subset(settings):
+    timings = " and ".join("full-frame" if t == "full" else "subarray" for t in settings.deep_timings)
+    return (f"grid ramps with movers of ≥ {settings.deep_min_speed:g} px/group, ngroups "
+            f"{', '.join(map(str, settings.deep_ngroups))}, {timings} timing, and the empty ramps of "
+            "those lengths and timings")
+
+
 def _notes(mode, settings, movers):
     notes = [
         ("Grid ramps are 256 × 256 (SUB256 geometry, no reference columns); 'full-frame timing' ramps use "
@@ -174,6 +181,7 @@ def main(argv=None):
         "runtime_min": runtime, "settings": repr(recovery.SETTINGS[name]),
         "perf_settings": repr(performance.PERF_SETTINGS[name]),
         "notes": _notes(name, recovery.SETTINGS[name], movers),
+        "deep_subset": _deep_subset(recovery.SETTINGS[name]),
     }
     _save(out_dir, movers, ramps, perf, meta)
     plots = _write_report(out_dir, movers, ramps, perf, meta)

@@ -81,7 +81,7 @@ def demo(args):
 
     t0 = time.perf_counter()
     catalog = AsteroidDetectStep.call(jump, fitopt, output_dir=str(out), save_results=True,
-                                      **refs.overrides("gain", "readnoise"))
+                                      **refs.step_overrides())
     timings["asteroid_detect"] = time.perf_counter() - t0
 
     table = catalog.to_table()

@@ -79,11 +79,17 @@ def configure_offline_crds(cache_dir):
 
 
 class OfflineReferences(dict):
-    """Paths of reference files built in code, keyed by CRDS reftype."""
+    """Paths of reference files built in code (or real ones), keyed by CRDS reftype."""
 
     def overrides(self, *reftypes):
         """``override_<reftype>`` keyword arguments for the given reftypes."""
         return {f"override_{r}": str(self[r]) for r in reftypes}
+
+    def step_overrides(self):
+        """Every reference ``asteroid_detect`` uses: gain, read noise, the real
+        flight distortion and filter offset, and no photom/area ("N/A")."""
+        return {**self.overrides("gain", "readnoise", "distortion", "filteroffset"),
+                "override_photom": "N/A", "override_area": "N/A"}
 
 
 def _full_frame_reference(model, reftype):
@@ -131,7 +137,8 @@ def build_references(out_dir, read_noise_cds=7.0, gain=4.0, saturation=50000.0, 
     Returns
     -------
     OfflineReferences
-        Paths keyed by reftype: gain, readnoise, mask, saturation.
+        Paths keyed by reftype: gain, readnoise, mask, saturation, and the real
+        flight distortion and filteroffset files ("N/A" where missing).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +160,10 @@ def build_references(out_dir, read_noise_cds=7.0, gain=4.0, saturation=50000.0, 
         dq[:, :4] = dq[:, -4:] = dqflags.pixel["REFERENCE_PIXEL"] | dqflags.pixel["DO_NOT_USE"]
     refs["mask"] = out_dir / "offline_mask.fits"
     _full_frame_reference(datamodels.MaskModel(dq=dq), "MASK").save(refs["mask"])
+
+    for reftype, name in (("distortion", "jwst_miri_imager_distortion_flt9.asdf"),
+                          ("filteroffset", "jwst_miri_filteroffset_full_flt9.asdf")):
+        refs[reftype] = REAL_DATA_DIR / name if (REAL_DATA_DIR / name).exists() else "N/A"
 
     sat = datamodels.SaturationModel(
         data=np.full(shape, saturation, "f4"), dq=np.zeros(shape, np.uint32)
@@ -226,6 +237,8 @@ def write_detector1_pars(path, refs, pipeline="asteroid", hook=False):
         raise ValueError(f"pipeline must be 'asteroid' or 'plain', got {pipeline!r}")
     steps = detector1_offline_steps(refs)
     if "asteroid_detect" in cls.step_defs:
+        # Gain and read noise only, as the hook borrows from ramp_fit: offline,
+        # both then find no distortion file and take the pysiaf sky fallback.
         steps["asteroid_detect"] = refs.overrides("gain", "readnoise")
     if hook:
         steps["ramp_fit"]["pre_hooks"] = ["jwst_asteroid_step.hooks.AsteroidDetectHook"]

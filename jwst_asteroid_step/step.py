@@ -16,6 +16,7 @@ from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
 from .psf import psf_for_filter
 from .ramp.segments import check_fitopt
+from .sky import add_flux_columns, add_sky_columns, observer_metadata
 
 __all__ = ["AsteroidDetectStep"]
 
@@ -62,7 +63,9 @@ class AsteroidDetectStep(Step):
         output_ext = string(default='.asdf')  # Output file type
     """  # noqa: E501
 
-    reference_file_types = ["gain", "readnoise"]
+    reference_file_types = ["gain", "readnoise", "distortion", "filteroffset", "photom", "area"]
+    # References are fetched when used: the sky and flux ones are optional.
+    prefetch_references = False
 
     @staticmethod
     def get_stpipe_loggers():
@@ -111,7 +114,7 @@ class AsteroidDetectStep(Step):
             catalog.meta.filename = _output_name(model.meta.filename)
             catalog.catalog = empty_catalog(0)
             try:
-                detections, counts, psf, fitopt_name = self._search(model, fitopt)
+                detections, counts, psf, fitopt_name, products = self._search(model, fitopt)
             except SkipExposure as reason:
                 log.warning("asteroid_detect skipped: %s", reason)
                 return self._finish(catalog, model, None, {}, status="SKIPPED", notes=str(reason))
@@ -122,7 +125,8 @@ class AsteroidDetectStep(Step):
                 len(detections), counts["n_cosmic_rays"], counts["n_showers"],
                 counts["n_mover_candidates"], counts["n_pixel_noise"], counts["n_jump_cells"],
             )
-            return self._finish(catalog, model, psf, counts, status="COMPLETE", fitopt_name=fitopt_name)
+            return self._finish(catalog, model, psf, counts, status="COMPLETE", fitopt_name=fitopt_name,
+                                products=products)
 
     def _search(self, model, fitopt):
         _check_searchable(model, self.min_ngroups)
@@ -148,7 +152,25 @@ class AsteroidDetectStep(Step):
             integration_period=_integration_period(model, group_time),
             int_times=getattr(model, "int_times", None),
         )
-        return detections, counts, psf, fitopt_name
+        detections, sky = add_sky_columns(
+            detections, model, distortion=self._optional_reference(model, "distortion"),
+            filteroffset=self._optional_reference(model, "filteroffset"),
+        )
+        detections, photometry = add_flux_columns(
+            detections, model, photom=self._optional_reference(model, "photom"),
+            area=self._optional_reference(model, "area"),
+        )
+        products = {"sky": sky, "photometry": photometry["photometry"]}
+        return detections, counts, psf, fitopt_name, products
+
+    def _optional_reference(self, model, reftype):
+        """A reference file for sky or flux columns, or "N/A" with a warning."""
+        try:
+            return self.get_reference_file(model, reftype)
+        except Exception as err:  # noqa: BLE001 - CRDS raises many kinds; any means "none"
+            log.warning("No %s reference file (%s); the columns it calibrates fall back or stay NaN.",
+                        reftype.upper(), str(err).splitlines()[0][:200])
+            return "N/A"
 
     def _noise_arrays(self, model):
         arrays = []
@@ -161,7 +183,7 @@ class AsteroidDetectStep(Step):
                 arrays.append(np.array(ref.data, dtype=np.float32))
         return arrays
 
-    def _finish(self, catalog, model, psf, counts, status, fitopt_name="N/A", notes=""):
+    def _finish(self, catalog, model, psf, counts, status, fitopt_name="N/A", notes="", products=None):
         meta = catalog.meta
         meta.cal_step.asteroid_detect = status
         pars = {k: v for k, v in self.get_pars().items() if not k.endswith("hooks")}
@@ -170,7 +192,11 @@ class AsteroidDetectStep(Step):
         meta.asteroid_detect.parameters = json.dumps(pars, default=str, sort_keys=True)
         meta.asteroid_detect.software = _software_versions()
         meta.asteroid_detect.counts = {"n_detections": len(catalog.catalog), **counts}
-        meta.asteroid_detect.wcs_source = "none"
+        meta.asteroid_detect.wcs_source = products["sky"]["wcs_source"] if products else "none"
+        if products:
+            meta.asteroid_detect.wcs = products["sky"]["wcs"]
+            meta.asteroid_detect.photometry = products["photometry"]
+        meta.asteroid_detect.observer = observer_metadata(model)
         if psf is not None:
             meta.asteroid_detect.psf_fwhm = float(psf.fwhm)
         meta.asteroid_detect.notes = notes

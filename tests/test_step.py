@@ -43,7 +43,7 @@ def _check_recovered(catalog, truth):
 
 def test_bright_mover_recovered(bright_mover_products, offline_refs):
     p = bright_mover_products
-    result = AsteroidDetectStep.call(p["jump"], p["fitopt"], **offline_refs.overrides("gain", "readnoise"))
+    result = AsteroidDetectStep.call(p["jump"], p["fitopt"], **offline_refs.step_overrides())
     assert isinstance(result, AsteroidCatalogModel)
     assert result.meta.cal_step.asteroid_detect == "COMPLETE"
     _check_recovered(result.catalog, p["truth"])
@@ -59,7 +59,7 @@ def test_bright_mover_recovered(bright_mover_products, offline_refs):
 def test_same_catalog_without_fitopt(bright_mover_products, offline_refs):
     """The ramp decides the catalog; the segments only have to agree with it."""
     p = bright_mover_products
-    refs = offline_refs.overrides("gain", "readnoise")
+    refs = offline_refs.step_overrides()
     with_segments = AsteroidDetectStep.call(p["jump"], p["fitopt"], **refs).catalog
     without = AsteroidDetectStep.call(p["jump"], **refs).catalog
     assert with_segments.tobytes() == without.tobytes()  # byte-identical, NaNs included
@@ -69,7 +69,7 @@ def test_input_never_modified(bright_mover_products, offline_refs):
     p = bright_mover_products
     digest = {n: hashlib.sha1(np.ascontiguousarray(getattr(p["jump"], n))).hexdigest()
               for n in ("data", "groupdq", "pixeldq")}
-    AsteroidDetectStep.call(p["jump"], p["fitopt"], **offline_refs.overrides("gain", "readnoise"))
+    AsteroidDetectStep.call(p["jump"], p["fitopt"], **offline_refs.step_overrides())
     for name, value in digest.items():
         assert hashlib.sha1(np.ascontiguousarray(getattr(p["jump"], name))).hexdigest() == value
 
@@ -109,7 +109,7 @@ def test_real_ground_ramp_has_no_detections(offline_refs, capsys):
     ramp = DQInitStep.call(open_real_ramp(), override_mask=str(offline_refs["mask"]))
     ramp = LastFrameStep.call(FirstFrameStep.call(ramp))
     jump, _, _, fitopt = run_jump_and_ramp_fit(ramp, offline_refs)
-    result = AsteroidDetectStep.call(jump, fitopt, **offline_refs.overrides("gain", "readnoise"))
+    result = AsteroidDetectStep.call(jump, fitopt, **offline_refs.step_overrides())
     counts = result.meta.asteroid_detect.counts
     with capsys.disabled():
         print(f"\nreal ground-test ramp: {len(result.catalog)} detections, "
@@ -121,7 +121,7 @@ def test_real_ground_ramp_has_no_detections(offline_refs, capsys):
 def test_catalog_file_round_trip(bright_mover_products, offline_refs, tmp_path):
     p = bright_mover_products
     result = AsteroidDetectStep.call(p["jump"], p["fitopt"], output_dir=str(tmp_path), save_results=True,
-                                     **offline_refs.overrides("gain", "readnoise"))
+                                     **offline_refs.step_overrides())
     path = tmp_path / "jw_bright_mover_asteroids.asdf"
     with AsteroidCatalogModel(path) as back:
         assert back.catalog.tobytes() == result.catalog.tobytes()
@@ -153,13 +153,13 @@ def small_jump(bright_mover_products):
 def test_skip_not_miri_imaging(small_jump, offline_refs):
     small_jump.meta.instrument.name = "NIRCAM"
     small_jump.meta.exposure.type = "NRC_IMAGE"
-    note = _skip_reason(AsteroidDetectStep.call(small_jump, **offline_refs.overrides("gain", "readnoise")))
+    note = _skip_reason(AsteroidDetectStep.call(small_jump, **offline_refs.step_overrides()))
     assert "MIRI imaging" in note and "NIRCAM" in note
 
 
 def test_skip_jump_not_run(small_jump, offline_refs):
     small_jump.meta.cal_step.jump = None
-    note = _skip_reason(AsteroidDetectStep.call(small_jump, **offline_refs.overrides("gain", "readnoise")))
+    note = _skip_reason(AsteroidDetectStep.call(small_jump, **offline_refs.step_overrides()))
     assert "jump step has not been run" in note
 
 
@@ -168,19 +168,19 @@ def test_skip_too_few_groups(offline_refs):
 
     ramp, _ = simulate_ramp(subarray="SUB64", ngroups=4, seed=1)
     ramp.meta.cal_step.jump = "COMPLETE"
-    note = _skip_reason(AsteroidDetectStep.call(ramp, **offline_refs.overrides("gain", "readnoise")))
+    note = _skip_reason(AsteroidDetectStep.call(ramp, **offline_refs.step_overrides()))
     assert "only 4 groups" in note
 
 
 def test_skip_rate_image(bright_mover_products, offline_refs):
     note = _skip_reason(AsteroidDetectStep.call(bright_mover_products["rate"],
-                                                **offline_refs.overrides("gain", "readnoise")))
+                                                **offline_refs.step_overrides()))
     assert "not a ramp" in note
 
 
 def test_skip_unknown_filter(small_jump, offline_refs):
     small_jump.meta.instrument.filter = None
-    note = _skip_reason(AsteroidDetectStep.call(small_jump, **offline_refs.overrides("gain", "readnoise")))
+    note = _skip_reason(AsteroidDetectStep.call(small_jump, **offline_refs.step_overrides()))
     assert "psf_fwhm" in note
 
 
@@ -188,7 +188,7 @@ def test_skipped_catalog_is_saved(small_jump, offline_refs, tmp_path):
     small_jump.meta.cal_step.jump = None
     small_jump.meta.filename = "jw_skipped_jump.fits"
     AsteroidDetectStep.call(small_jump, output_dir=str(tmp_path), save_results=True,
-                            **offline_refs.overrides("gain", "readnoise"))
+                            **offline_refs.step_overrides())
     with AsteroidCatalogModel(tmp_path / "jw_skipped_asteroids.asdf") as back:
         assert back.meta.cal_step.asteroid_detect == "SKIPPED"
         assert len(back.catalog) == 0
@@ -198,7 +198,7 @@ def test_mismatched_fitopt_is_an_error(bright_mover_products, offline_refs):
     p = bright_mover_products
     wrong = datamodels.RampFitOutputModel(slope=np.zeros((1, 2, 10, 10), np.float32))
     with pytest.raises(ValueError, match="fitopt slope has shape"):
-        AsteroidDetectStep.call(p["jump"], wrong, **offline_refs.overrides("gain", "readnoise"))
+        AsteroidDetectStep.call(p["jump"], wrong, **offline_refs.step_overrides())
 
 
 # ---- parameters: CRDS > shipped crds_params > spec defaults ----

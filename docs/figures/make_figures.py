@@ -43,7 +43,7 @@ def main():
         ramp, _ = simulate_ramp(movers=movers, stars=5, seed=42, ra_ref=151.84, dec_ref=-40.36,
                                 roll_ref=111.9, filename="jw_example_uncal.fits", **pars)
         jump, rate, _, fitopt = run_jump_and_ramp_fit(ramp, refs)
-        catalog = AsteroidDetectStep.call(jump, fitopt, **refs.overrides("gain", "readnoise"))
+        catalog = AsteroidDetectStep.call(jump, fitopt, **refs.step_overrides())
         catalog.catalog, sky = add_sky_columns(
             catalog.catalog, jump,
             distortion=REAL_DATA_DIR / "jwst_miri_imager_distortion_flt9.asdf",

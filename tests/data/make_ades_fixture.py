@@ -48,7 +48,7 @@ def main():
                                 filename="jw_bright_mover_uncal.fits")
         add_ephemeris(ramp)
         jump, _, _, fitopt = run_jump_and_ramp_fit(ramp, refs)
-        catalog = AsteroidDetectStep.call(jump, fitopt, **refs.overrides("gain", "readnoise"))
+        catalog = AsteroidDetectStep.call(jump, fitopt, **refs.step_overrides())
         # Keep the detection of the simulated mover (within 1 px of the truth at t_int).
         cat = catalog.catalog
         true_x = truth["x"][0] + truth["vx"][0] * (cat["t_int"] - truth["t_ref"][0])
