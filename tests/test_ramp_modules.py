@@ -14,7 +14,6 @@ from jwst_asteroid_step.ramp.differences import (
     group_differences,
     jump_cells,
     pixel_background,
-    scene_background,
 )
 from jwst_asteroid_step.ramp.events import (
     COSMIC_RAY,
@@ -210,43 +209,6 @@ def noisy_sky_medians(level=13.9, n=30, shape=(40, 50), seed=0):
     sigma_median = 1.2533 * np.sqrt(7.0**2 + level / 4.0) / np.sqrt(n)
     median = (level + rng.normal(0, sigma_median, shape)).astype(np.float32)
     return median, np.full(shape, n)
-
-
-def test_scene_background_is_smooth_sky_on_flat_sky():
-    median, n_valid = noisy_sky_medians()
-    background, own = scene_background(median, n_valid, 7.0, 4.0)
-    assert own.mean() < 0.01  # only 3-sigma noise excursions keep their own median
-    np.testing.assert_allclose(background[~own], 13.9, atol=0.3)
-    assert background.dtype == np.float32
-
-
-def test_scene_background_keeps_own_median_of_star():
-    median, n_valid = noisy_sky_medians()
-    median[10, 10] += 50.0
-    background, own = scene_background(median, n_valid, 7.0, 4.0)
-    assert own[10, 10] and background[10, 10] == median[10, 10]
-    assert not own[10, 11] and not own[11, 10]
-
-
-def test_scene_background_follows_sky_gradient():
-    median, n_valid = noisy_sky_medians(level=0.0, shape=(64, 64))
-    ramp_x = np.linspace(10.0, 20.0, 64, dtype=np.float32)
-    background, own = scene_background(median + ramp_x[None, :], n_valid, 7.0, 4.0, block=16)
-    # Between the centres of the outermost 16-px blocks the sky is interpolated linearly.
-    inner = np.s_[8:-8, 8:-8]
-    sky = np.broadcast_to(ramp_x, (64, 64))[inner]
-    np.testing.assert_allclose(background[inner][~own[inner]], sky[~own[inner]], atol=0.5)
-
-
-def test_scene_background_is_nan_without_usable_difference():
-    median, n_valid = noisy_sky_medians()
-    median[5, 7] = np.nan
-    n_valid[5, 7] = 0
-    background, own = scene_background(median, n_valid, 7.0, 4.0)
-    assert np.isnan(background[5, 7]) and own[5, 7]
-
-
-# --- clustering --------------------------------------------------------------------
 
 
 def cells(*rows):

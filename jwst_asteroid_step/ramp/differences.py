@@ -5,14 +5,11 @@ Difference ``k`` is ``SCI[k+1] - SCI[k]`` and spans ``[k, k+1] * group_time`` (s
 difference jumps, so JUMP_DET on group ``k+1`` labels difference ``k``.
 """
 
-import warnings
 
 import numba
 import numpy as np
-from scipy import ndimage
 from stdatamodels.jwst.datamodels import dqflags
 
-from .noise import difference_variance
 
 __all__ = [
     "IntegrationDifferences",
@@ -20,7 +17,6 @@ __all__ = [
     "jump_cells",
     "pixel_background",
     "pixel_mean_rate",
-    "scene_background",
 ]
 
 _GROUP_BAD = dqflags.group["DO_NOT_USE"] | dqflags.group["SATURATED"]
@@ -187,64 +183,3 @@ def pixel_background(diff, exclude=None):
     n = np.empty(diff.shape[1:], dtype=np.int32)
     _masked_median(np.ascontiguousarray(diff, dtype=np.float32), np.ascontiguousarray(exclude), med, n)
     return med, n
-
-
-def scene_background(median, n_valid, read_noise, gain, block=16, nsigma=3.0, grow_px=0,
-                     grow_nsigma=50.0):
-    """Background per difference: smooth sky where it fits, the pixel's own median elsewhere.
-
-    A slow mover sits on its pixels for a good share of the ramp and pulls their
-    median up, which the median then subtracts from the mover.  The sky, though, is
-    smooth: where a pixel's median agrees with the local sky level (block medians,
-    interpolated) within ``nsigma`` of the median's own noise, the sky level is
-    used.  Stars, hot pixels and bright movers keep their own median.
-
-    Parameters
-    ----------
-    median : ndarray, shape (ny, nx)
-        Per-pixel median difference (DN), from :func:`pixel_background`.
-    n_valid : ndarray, shape (ny, nx)
-        Differences behind each median.
-    read_noise, gain : float or ndarray
-        Noise model parameters (CDS DN, e/DN).
-    block : int
-        Size (px) of the blocks whose medians trace the sky.
-    nsigma : float
-        Agreement required, in units of the per-pixel median's standard error.
-    grow_px : int
-        Pixels within this distance of a bright pixel (``grow_nsigma``) keep their
-        own median too: a bright star's wings, each below ``nsigma``, add up to a
-        static source that the sky level would leave in the residual.
-    grow_nsigma : float
-        Excess over the sky, in units of the median's standard error, that makes a
-        pixel bright.  Well above what a moving source leaves in a median, so
-        tracks do not grow.
-
-    Returns
-    -------
-    background : ndarray, float32, shape (ny, nx)
-        DN per difference; NaN where the pixel has no usable difference.
-    own : ndarray, bool, shape (ny, nx)
-        Pixels that keep their own median.
-    """
-    ny, nx = median.shape
-    by, bx = -(-ny // block), -(-nx // block)
-    padded = np.full((by * block, bx * block), np.nan, dtype=np.float32)
-    padded[:ny, :nx] = median
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks under masks
-        blocks = np.nanmedian(padded.reshape(by, block, bx, block), axis=(1, 3))
-    fill = np.nanmedian(blocks) if np.isfinite(blocks).any() else 0.0
-    blocks = np.where(np.isfinite(blocks), blocks, fill)
-    sky = ndimage.zoom(blocks, (by * block / by, bx * block / bx), order=1, mode="nearest",
-                       grid_mode=True)[:ny, :nx]
-    sigma_median = 1.2533 * np.sqrt(difference_variance(sky, read_noise, gain) / np.maximum(n_valid, 1))
-    with np.errstate(invalid="ignore"):
-        excess = np.abs(median - sky) / sigma_median
-        own = ~(excess <= nsigma)
-        bright = excess > grow_nsigma
-    if grow_px > 0 and bright.any():
-        oy, ox = np.mgrid[-grow_px:grow_px + 1, -grow_px:grow_px + 1]
-        own |= ndimage.binary_dilation(bright, structure=np.hypot(oy, ox) <= grow_px)
-    background = np.where(own, median, sky).astype(np.float32)
-    return background, own

@@ -26,6 +26,7 @@ __all__ = [
     "matched_filter_snr",
     "matched_filter_snr_correlated",
     "solve",
+    "solve_tridiagonal",
     "whiten",
 ]
 
@@ -145,7 +146,11 @@ def whiten(values, diag, off):
 
 
 @numba.njit(cache=True)
-def _solve_column(values, diag, off, c_prime, out):
+def solve_tridiagonal(values, diag, off, c_prime, out):
+    """``out = C^-1 values`` for one pixel (Thomas algorithm; numba, for kernels).
+
+    ``c_prime`` is scratch space of length ``len(values) - 1``.
+    """
     n_k = values.size
     m = diag[0]
     out[0] = values[0] / m
@@ -166,7 +171,7 @@ def _solve(values, diag, off, out):
     for j in range(n):
         for k in range(n_k):
             col[k] = values[k, j]
-        _solve_column(col, diag[:, j], off[:, j], c_prime, res)
+        solve_tridiagonal(col, diag[:, j], off[:, j], c_prime, res)
         for k in range(n_k):
             out[k, j] = res[k]
 

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from ..mover_model import mover_differences
 from ..psf import PSFModel
-from ..ramp.noise import difference_covariance, solve
+from ..ramp.noise import difference_covariance, solve, solve_tridiagonal
 from ..ramp.systematics import trend_basis
 from ..timebase import difference_intervals
 
@@ -202,19 +202,6 @@ def _refine(planes, t_bin, norm, speed_norm, x, y, vx, vy, step):
     return float(gx[i]), float(gy[i]), float(gvx[i]), float(gvy[i]), float(snr[i])
 
 
-@numba.njit(cache=True)
-def _thomas(r, dg, of, c_prime, z):
-    n_k = r.size
-    m = dg[0]
-    z[0] = r[0] / m
-    for k in range(1, n_k):
-        c_prime[k - 1] = of[k - 1] / m
-        m = dg[k] - of[k - 1] * c_prime[k - 1]
-        z[k] = (r[k] - of[k - 1] * z[k - 1]) / m
-    for k in range(n_k - 2, -1, -1):
-        z[k] -= c_prime[k] * z[k + 1]
-
-
 @numba.njit(parallel=True, cache=True)
 def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
     """Sum over time bins of the profiled, pre-whitened residual of every pixel.
@@ -251,11 +238,11 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
                 if k > 0:
                     of[k - 1] = -0.5 * rn2[y, x] if ok and prev_ok else 0.0
                 prev_ok = ok
-            _thomas(r, dg, of, c_prime, z)
+            solve_tridiagonal(r, dg, of, c_prime, z)
             for j in range(n_b):
                 for k in range(n_k):
                     col[k] = b[k, j]
-                _thomas(col, dg, of, c_prime, tmp)
+                solve_tridiagonal(col, dg, of, c_prime, tmp)
                 for k in range(n_k):
                     cb[k, j] = tmp[k]
             for i in range(n_b):
