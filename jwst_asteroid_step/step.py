@@ -59,6 +59,7 @@ class AsteroidDetectStep(Step):
         trend_order = integer(default=1, min=0, max=2)  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature)
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
+        save_figures = boolean(default=False)  # Write a PNG per detection and a summary beside the catalog
         suffix = string(default='asteroids')  # Output file suffix
         output_ext = string(default='.asdf')  # Output file type
     """  # noqa: E501
@@ -119,6 +120,8 @@ class AsteroidDetectStep(Step):
                 log.warning("asteroid_detect skipped: %s", reason)
                 return self._finish(catalog, model, None, {}, status="SKIPPED", notes=str(reason))
             catalog.catalog = detections
+            if self.save_figures:
+                self._save_figures(catalog, model)
             log.info(
                 "Found %d asteroid candidate(s); events: %d cosmic rays, %d showers, "
                 "%d mover candidates, %d noisy pixels (%d JUMP_DET cells)",
@@ -162,6 +165,15 @@ class AsteroidDetectStep(Step):
         )
         products = {"sky": sky, "photometry": photometry["photometry"]}
         return detections, counts, psf, fitopt_name, products
+
+    def _save_figures(self, catalog, model):
+        """Per-detection and summary PNGs, in the step's output directory."""
+        from .plotting import plot_detections  # matplotlib only when asked
+
+        output_dir = self.search_attr("output_dir") or "."
+        root = Path(catalog.meta.filename).stem.removesuffix("_asteroids")
+        paths = plot_detections(catalog, ramp_model=model, output_dir=output_dir, root=root)
+        log.info("Saved %d figure(s) in %s", len(paths), output_dir)
 
     def _optional_reference(self, model, reftype):
         """A reference file for sky or flux columns, or "N/A" with a warning."""

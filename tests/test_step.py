@@ -239,3 +239,11 @@ def test_shipped_files_are_installed():
     names = [p.name for p in importlib.resources.files("jwst_asteroid_step.crds_params").iterdir()]
     assert "jwst_miri_pars-asteroiddetectstep_0001.asdf" in names
     assert Path(find_shipped_pars({"meta.instrument.name": "MIRI", "meta.exposure.type": "MIR_IMAGE"}).name)
+
+
+def test_save_figures_writes_pngs(bright_mover_products, offline_refs, tmp_path):
+    p = bright_mover_products
+    AsteroidDetectStep.call(p["jump"], p["fitopt"], save_figures=True, output_dir=str(tmp_path),
+                            **offline_refs.step_overrides())
+    names = sorted(f.name for f in tmp_path.glob("*.png"))
+    assert names == ["jw_bright_mover_det1.png", "jw_bright_mover_summary.png"]
