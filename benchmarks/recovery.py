@@ -31,7 +31,8 @@ Matching: a detection matches a truth mover of its integration when the truth's
 position at the detection's ``t_int`` is within ``max(2 px, FWHM)`` and the speeds agree
 within 30 %.  Each truth takes its closest matching detection; other matching
 detections are duplicates; a detection that matches none is ``position_only`` if it is
-within the distance of a truth (right place, wrong speed) and ``false`` otherwise.
+within the distance of a truth (right place, wrong speed), ``on_track`` if it lies on a
+truth's track at another time (a fragment), and ``false`` otherwise.
 """
 
 import logging
@@ -111,11 +112,11 @@ class GridSettings:
     filters: tuple = ("F560W", "F770W", "F1280W", "F2100W")
     ngroups: tuple = (10, 25, 50, 100, 200)
     timings: tuple = ("native", "full")
-    ramps_per_combo: int = 4
+    ramps_per_combo: int = 3
     movers_per_ramp: int = 5
     empty_per_combo: int = 1
     full_empty: tuple = (("F770W", 50), ("F770W", 100), ("F1500W", 100))
-    real_inject_runs: int = 8
+    real_inject_runs: int = 6
     real_nints: int = None
     deep_min_speed: float = 0.5
     deep_ngroups: tuple = (50,)
@@ -245,7 +246,9 @@ def match(det, truth, tolerance_px, speed_tolerance=SPEED_TOLERANCE):
     truth_near : ndarray of bool, shape (len(truth),)
         Whether any detection is within the position tolerance (speed ignored).
     det_status : ndarray of str, shape (len(det),)
-        ``match``, ``duplicate``, ``position_only`` or ``false``.
+        ``match``, ``duplicate``, ``position_only`` (at a truth's place at ``t_int``,
+        speed off), ``on_track`` (elsewhere on a truth's track during the integration:
+        a fragment, e.g. of a long streak) or ``false``.
     """
     nd, nt = len(det), len(truth)
     truth_det = np.full(nt, -1)
@@ -267,13 +270,28 @@ def match(det, truth, tolerance_px, speed_tolerance=SPEED_TOLERANCE):
         if truth_det[j] < 0 and status[i] == "false":
             truth_det[j] = i
             status[i] = "match"
+    on_track = same_int & (_track_distance(d["x"], d["y"], truth) <= tolerance_px)
     for i in range(nd):
         if status[i] == "false":
             if ok[i].any():
                 status[i] = "duplicate"
             elif near[i].any():
                 status[i] = "position_only"
+            elif on_track[i].any():
+                status[i] = "on_track"
     return truth_det, truth_near, status
+
+
+def _track_distance(x, y, truth):
+    """Distance (px) of points ``x, y`` (shape (n, 1)) from each truth track's segment
+    between its first and last read; infinite when the truth has no track ends."""
+    if "x_start" not in truth.colnames:
+        return np.full((x.shape[0], len(truth)), np.inf)
+    ax, ay = (np.asarray(truth[c], dtype=float)[None, :] for c in ("x_start", "y_start"))
+    bx, by = (np.asarray(truth[c], dtype=float)[None, :] for c in ("x_end", "y_end"))
+    dx, dy = bx - ax, by - ay
+    u = np.clip(((x - ax) * dx + (y - ay) * dy) / np.maximum(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
+    return np.hypot(ax + u * dx - x, ay + u * dy - y)
 
 
 def _mover_rows(truth, results, fwhm, base):
@@ -332,7 +350,8 @@ def _ramp_row(base, results, statuses, n_pixels, nints):
         res = results.get(name)
         if res is None:
             row.update({f"{name}_ran": False, f"{name}_n_det": 0, f"{name}_n_false": 0,
-                        f"{name}_n_position_only": 0, f"{name}_n_duplicate": 0, f"{name}_seconds": np.nan})
+                        f"{name}_n_position_only": 0, f"{name}_n_duplicate": 0, f"{name}_n_on_track": 0,
+                        f"{name}_seconds": np.nan})
             continue
         det, seconds, _ = res
         status = statuses.get(name) if statuses else None
@@ -344,6 +363,7 @@ def _ramp_row(base, results, statuses, n_pixels, nints):
             f"{name}_n_false": int(np.sum(status == "false")),
             f"{name}_n_position_only": int(np.sum(status == "position_only")),
             f"{name}_n_duplicate": int(np.sum(status == "duplicate")),
+            f"{name}_n_on_track": int(np.sum(status == "on_track")),
             f"{name}_seconds": float(seconds),
         })
     return row
@@ -364,9 +384,12 @@ def grid_specs(settings):
     n_speed, n_snr = len(SPEED_BINS) - 1, len(SNR_BINS) - 1
     index = 0
     for m in range(settings.ramps_per_combo):
-        for c, (timing, filt, ng) in enumerate(combos):
+        for timing, filt, ng in combos:
             rng = np.random.default_rng(BASE_SEED + index)
-            sb = (m + c) % n_speed
+            # Speed bin from every axis, so that no filter, length or timing keeps to a
+            # subset of the speed bins when there are fewer rounds than bins.
+            sb = (m + settings.filters.index(filt) + settings.ngroups.index(ng)
+                  + settings.timings.index(timing)) % n_speed
             speed = _log_uniform(rng, SPEED_BINS[sb], SPEED_BINS[sb + 1])
             snrs = []
             for j in range(settings.movers_per_ramp):

@@ -25,11 +25,34 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from astropy.table import Table
-
-from benchmarks import performance, recovery, report
-
 __all__ = ["main"]
+
+
+def _snapshot_package():
+    """Copy the package's sources to a temporary folder and import them from there.
+
+    A full run takes half an hour while the package may be edited: a run must use one
+    version of it throughout (lazy imports and the shipped parameter files are read
+    from disk mid-run).  The copy goes first on ``sys.path``, before any import of
+    the package; ``crds_params`` is placed inside it, where the editable install maps
+    ``jwst_asteroid_step.crds_params``.  Removed at exit.
+    """
+    import atexit
+    import shutil
+
+    if "jwst_asteroid_step" in sys.modules:
+        raise RuntimeError("the package was imported before the snapshot")
+    dest = Path(tempfile.mkdtemp(prefix="asteroid_bench_pkg_"))
+    atexit.register(shutil.rmtree, dest, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
+    shutil.copytree(ROOT / "jwst_asteroid_step", dest / "jwst_asteroid_step", ignore=ignore)
+    if (ROOT / "crds_params").is_dir():
+        shutil.copytree(ROOT / "crds_params", dest / "jwst_asteroid_step" / "crds_params",
+                        ignore=ignore, dirs_exist_ok=True)
+    # The package finds the real data relative to its own folder; keep pointing at the original.
+    os.environ.setdefault("JWST_ASTEROID_REAL_DATA", str(ROOT.parent / "shared" / "data" / "real"))
+    sys.path.insert(0, str(dest))
+    return dest
 
 
 def _machine():
@@ -111,6 +134,8 @@ def _save(out_dir, movers, ramps, perf, meta):
 
 
 def _load(out_dir):
+    from astropy.table import Table
+
     data = out_dir / "data"
     movers = Table.read(data / "recovery_movers.ecsv")
     ramps = Table.read(data / "recovery_ramps.ecsv")
@@ -120,6 +145,8 @@ def _load(out_dir):
 
 
 def _write_report(out_dir, movers, ramps, perf, meta):
+    from benchmarks import report
+
     plots = report.make_plots(movers, out_dir)
     (out_dir / "RESULTS.md").write_text(report.results_markdown(movers, ramps, perf, meta))
     return plots
@@ -136,10 +163,17 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md and plots from DIR/data")
     parser.add_argument("--no-performance", action="store_true", help="skip the performance cases")
     parser.add_argument("--verbose", action="store_true", help="keep jwst's log messages")
+    parser.add_argument("--no-snapshot", action="store_true",
+                        help="import the package in place (default for --smoke) instead of from a copy")
     args = parser.parse_args(argv)
     name = "smoke" if args.smoke else "quick" if args.quick else "full"
     out_dir = args.output or (HERE / "_smoke" if args.smoke else HERE)
     out_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = not (args.no_snapshot or args.smoke or args.report_only)
+    if snapshot:
+        _snapshot_package()
+
+    from benchmarks import performance, recovery, report  # after the snapshot
 
     if args.report_only:
         movers, ramps, perf, meta = _load(out_dir)
@@ -178,6 +212,8 @@ def main(argv=None):
         "mode": name, "command": command, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": _machine(), "software": f"{_software()} (package sources sha1 {digest})",
         "base_seed": recovery.BASE_SEED,
+        "package_source": ("a copy of jwst_asteroid_step/ and crds_params/ taken at the start"
+                           if snapshot else "the working tree, in place"),
         "runtime_min": runtime, "settings": repr(recovery.SETTINGS[name]),
         "perf_settings": repr(performance.PERF_SETTINGS[name]),
         "notes": _notes(name, recovery.SETTINGS[name], movers),

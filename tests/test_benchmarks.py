@@ -48,24 +48,26 @@ def test_smoke_run_writes_results(tmp_path):
 
 def _tables(det_rows, truth_rows):
     det = Table(rows=det_rows, names=("integration", "x", "y", "t_int", "vx", "vy"))
-    truth = Table(rows=truth_rows, names=("integration", "x", "y", "t_ref", "vx", "vy"))
+    truth = Table(rows=truth_rows, names=("integration", "x", "y", "t_ref", "vx", "vy",
+                                          "x_start", "y_start", "x_end", "y_end"))
     return det, truth
 
 
 def test_match_rules():
-    # Truth: at (50, 50) at t=10 s moving 1 px/s in x.
-    truth_rows = [(1, 50.0, 50.0, 10.0, 1.0, 0.0)]
+    # Truth: at (50, 50) at t=10 s moving 1 px/s in x, reads from t=0 to t=40 s.
+    truth_rows = [(1, 50.0, 50.0, 10.0, 1.0, 0.0, 40.0, 50.0, 80.0, 50.0)]
     det_rows = [
         (1, 55.5, 50.0, 15.0, 1.1, 0.0),   # right place at its own t_int, speed +10 %: match
         (1, 55.0, 50.0, 15.0, 0.95, 0.0),  # also right: a duplicate
         (1, 50.0, 50.0, 10.0, 2.0, 0.0),   # right place, speed +100 %: position only
+        (1, 70.0, 51.0, 10.0, 0.3, 0.0),   # on the track, but at another time: a fragment
         (1, 80.0, 80.0, 10.0, 1.0, 0.0),   # nowhere near: false
         (2, 50.0, 50.0, 10.0, 1.0, 0.0),   # other integration: false
     ]
     truth_det, near, status = match(*_tables(det_rows, truth_rows), tolerance_px=2.0)
     assert truth_det.tolist() == [1]  # the closest matching detection
     assert near.tolist() == [True]
-    assert status.tolist() == ["duplicate", "match", "position_only", "false", "false"]
+    assert status.tolist() == ["duplicate", "match", "position_only", "on_track", "false", "false"]
 
 
 def test_snr50_and_depth_gain():
