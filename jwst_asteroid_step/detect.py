@@ -2,10 +2,13 @@
 
 Data flow, one integration at a time:
 
-1. :mod:`.ramp.differences` — group differences, usable cells, per-pixel background;
+1. :mod:`.ramp.differences` — group differences, usable cells, per-pixel rate;
 2. :mod:`.ramp.events` — JUMP_DET cells grouped into events and labelled;
-3. :mod:`.search.tracks` — a straight (x, y, t) track through each mover candidate;
-4. :mod:`.measure.moving_psf` — a moving-PSF fit that measures and vets it.
+3. :mod:`.ramp.systematics` — edge transients set aside, the noise's excess measured;
+4. :mod:`.search.tracks` — a straight (x, y, t) track through each mover candidate;
+5. :mod:`.search.matched_filter` — shift-and-stack below the jump threshold;
+6. :mod:`.measure.moving_psf` — a moving-PSF fit that measures and vets each
+   candidate; accepted objects are subtracted before the next is fitted.
 
 Everything here takes numpy arrays and plain values; nothing imports stpipe.
 """
@@ -162,9 +165,13 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
         for cand in candidates:
-            if any(_same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
-                                cand.vy / group_time, duration, tolerance_px=3.0) for fit, _ in fits):
-                continue  # already measured from its jump flags
+            known = [i for i, (fit, _) in enumerate(fits)
+                     if _same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
+                                     cand.vy / group_time, duration, tolerance_px=3.0)]
+            for i in known:  # already measured from its jump flags; the search found it too
+                fits[i] = (fits[i][0], "both" if fits[i][1] == "jump" else fits[i][1])
+            if known:
+                continue
             measure(Track.from_search(cand, group_time), "search", max_speed=1.5 * v_max,
                     min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)
