@@ -72,10 +72,18 @@ def group_differences(sci, groupdq, pixeldq):
     ndarray, float32, shape (ngroups - 1, ny, nx)
     """
     sci = np.asarray(sci)
-    if not sci.dtype.isnative or sci.dtype.kind != "f":
-        sci = sci.astype(np.float32)
+    groupdq = np.asarray(groupdq)
+    bad_pixel = (np.asarray(pixeldq) & _PIXEL_BAD) != 0
     diff = np.empty((sci.shape[0] - 1,) + sci.shape[1:], dtype=np.float32)
-    _differences(sci, np.asarray(groupdq), (np.asarray(pixeldq) & _PIXEL_BAD) != 0, _GROUP_BAD, diff)
+    # FITS data arrive big-endian; convert a block of rows at a time rather
+    # than copying the whole cube.
+    if sci.dtype.isnative and sci.dtype.kind == "f":
+        _differences(sci, groupdq, bad_pixel, _GROUP_BAD, diff)
+        return diff
+    for y0 in range(0, sci.shape[1], 64):
+        rows = slice(y0, y0 + 64)
+        _differences(sci[:, rows].astype(np.float32), groupdq[:, rows], bad_pixel[rows], _GROUP_BAD,
+                     diff[:, rows])
     return diff
 
 
