@@ -299,3 +299,24 @@ def test_catalog_from_table_fills_and_converts():
 def test_catalog_from_table_rejects(columns, bad):
     with pytest.raises(ValueError, match=f"'{bad}'"):
         catalog_from_table(columns)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A failed save leaves neither a partial file under the final name nor a temporary."""
+    from stdatamodels.jwst.datamodels import JwstDataModel
+
+    model = AsteroidCatalogModel()
+    good = tmp_path / "x_asteroids.asdf"
+    model.save(good)
+    before = good.read_bytes()
+
+    def broken(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(JwstDataModel, "save", broken)
+    with pytest.raises(OSError, match="No space left"):
+        model.save(good)
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_asteroids.asdf"]

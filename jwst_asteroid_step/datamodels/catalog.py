@@ -262,6 +262,40 @@ class AsteroidCatalogModel(JwstDataModel):
             warnings.filterwarnings("ignore", message="Card is too long")
             hdulist.writeto(init, *args, **kwargs)
 
+    def save(self, path, dir_path=None, *args, **kwargs):
+        """Save atomically: write a temporary file beside the target, then rename.
+
+        An interrupted run (a kill, a full disk) never leaves a half-written
+        catalog under the final name; the temporary file is removed on failure.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Output file name (``.asdf``, or ``.fits``).
+        dir_path : str, optional
+            Directory, as for :meth:`stdatamodels.DataModel.save`.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        import os
+        import shutil
+        import tempfile
+
+        target = os.path.join(dir_path, os.fspath(path)) if dir_path else os.fspath(path)
+        folder, name = os.path.split(os.path.abspath(target))
+        # A private folder beside the target keeps the file's own name (it is
+        # recorded inside) and the rename on one file system.
+        tmp_dir = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
+        try:
+            super().save(os.path.join(tmp_dir, name), *args, **kwargs)
+            os.replace(os.path.join(tmp_dir, name), target)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        return target
+
     def to_table(self):
         """Return the catalog as a table with units.
 
