@@ -224,9 +224,10 @@ def test_shipped_pars_selection(tmp_path, monkeypatch):
     assert find_shipped_pars({"meta.instrument.name": "NIRCAM", "meta.exposure.type": "MIR_IMAGE"}, directory=tmp_path) is None
 
 
-def test_command_line_beats_shipped_pars(bright_mover_products, offline_refs):
+def test_command_line_beats_shipped_pars(bright_mover_products, offline_refs, tmp_path):
     step = AsteroidDetectStep.from_cmdline([
         "asteroid_detect", str(bright_mover_products["jump_path"]), "--snr_threshold=11.5",
+        f"--output_dir={tmp_path}",
         f"--override_gain={offline_refs['gain']}", f"--override_readnoise={offline_refs['readnoise']}",
     ])
     assert step.snr_threshold == 11.5
