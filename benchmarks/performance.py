@@ -126,6 +126,29 @@ def _ramp(settings, ngroups, n_movers, cosmic_ray_rate, seed):
                          filename=f"perf_{ngroups}_uncal.fits")
 
 
+def _step_overrides(step_class, refs):
+    """``override_<reftype>`` for every reference file the step asks for, offline.
+
+    Gain and read noise are the offline files; the imager distortion and filter offset
+    the real flight files in the real-data folder when present; anything else "N/A"
+    (which the step accepts for its optional sky and flux columns), so no time goes to
+    failed CRDS look-ups.
+    """
+    from jwst_asteroid_step.offline import REAL_DATA_DIR
+
+    real = {"distortion": REAL_DATA_DIR / "jwst_miri_imager_distortion_flt9.asdf",
+            "filteroffset": REAL_DATA_DIR / "jwst_miri_filteroffset_full_flt9.asdf"}
+    over = {}
+    for reftype in step_class.reference_file_types:
+        if reftype in refs:
+            over[f"override_{reftype}"] = str(refs[reftype])
+        elif reftype in real and real[reftype].exists():
+            over[f"override_{reftype}"] = str(real[reftype])
+        else:
+            over[f"override_{reftype}"] = "N/A"
+    return over
+
+
 def _fits_in_memory(cube_bytes):
     return psutil.virtual_memory().available > _CUBES_NEEDED * cube_bytes
 
@@ -152,7 +175,8 @@ def run_performance(settings, refs, progress=None):
 
     from jwst_asteroid_step.step import AsteroidDetectStep
 
-    over = refs.overrides("gain", "readnoise")
+    over = _step_overrides(AsteroidDetectStep, refs)
+    jwst_over = refs.overrides("gain", "readnoise")
     sub = SUBARRAYS[settings.subarray]
     out = {"subarray": settings.subarray, "main": [], "deep": None, "scaling": [], "skipped": []}
 
@@ -169,11 +193,11 @@ def run_performance(settings, refs, progress=None):
             continue
         (ramp, truth), t_sim, _, _ = _measure(_ramp, settings, ng, settings.n_movers, 5.0,
                                               BASE_SEED + 90000 + ng)
-        jump, t_jump, m_jump, _ = _measure(JumpStep.call, ramp, **over)
+        jump, t_jump, m_jump, _ = _measure(JumpStep.call, ramp, **jwst_over)
         del ramp
         cat, t_ours, m_ours, peak_ours = _measure(AsteroidDetectStep.call, jump, **over)
         counts = dict(cat.meta.asteroid_detect.counts.instance)
-        _, t_fit, m_fit, _ = _measure(RampFitStep.call, jump, **over)
+        _, t_fit, m_fit, _ = _measure(RampFitStep.call, jump, **jwst_over)
         row = {
             "ngroups": ng, "cube_mb": cube / 2**20, "seconds_simulate": t_sim,
             "seconds_jump": t_jump, "seconds_ramp_fit": t_fit, "seconds_ours": t_ours,
@@ -198,7 +222,7 @@ def run_performance(settings, refs, progress=None):
     for what, n_movers, cr in cases:
         (ramp, truth), _, _, _ = _measure(_ramp, settings, ng, n_movers, cr,
                                           BASE_SEED + 91000 + n_movers + int(cr * 10))
-        jump, t_jump, _, _ = _measure(JumpStep.call, ramp, **over)
+        jump, t_jump, _, _ = _measure(JumpStep.call, ramp, **jwst_over)
         del ramp
         cat, t_ours, m_ours, _ = _measure(AsteroidDetectStep.call, jump, **over)
         counts = dict(cat.meta.asteroid_detect.counts.instance)
@@ -221,7 +245,7 @@ def run_performance(settings, refs, progress=None):
     main = [r for r in out["main"] if r["ngroups"] == ng]
     if main:
         ramp, _ = _ramp(settings, ng, settings.n_movers, 5.0, BASE_SEED + 90000 + ng)
-        jump = JumpStep.call(ramp, **over)
+        jump = JumpStep.call(ramp, **jwst_over)
         del ramp
         deep, t_deep, m_deep, _ = _measure(AsteroidDetectStep.call, jump, deep_search=True, **over)
         dc = dict(deep.meta.asteroid_detect.counts.instance)

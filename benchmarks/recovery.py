@@ -86,6 +86,8 @@ class GridSettings:
         and/or ``"full"`` (full-frame FAST group time on the subarray's geometry).
     ramps_per_combo : int
         Mover ramps per (filter, ngroups, timing) combination.
+    rounds_by_ngroups : tuple of (ngroups, rounds)
+        Fewer mover ramps for these lengths (200-group ramps cost ~50 s each).
     movers_per_ramp : int
         Parallel movers in each ramp.
     empty_per_combo : int
@@ -112,7 +114,8 @@ class GridSettings:
     filters: tuple = ("F560W", "F770W", "F1280W", "F2100W")
     ngroups: tuple = (10, 25, 50, 100, 200)
     timings: tuple = ("native", "full")
-    ramps_per_combo: int = 3
+    ramps_per_combo: int = 4
+    rounds_by_ngroups: tuple = ((200, 1),)
     movers_per_ramp: int = 5
     empty_per_combo: int = 1
     full_empty: tuple = (("F770W", 50), ("F770W", 100), ("F1500W", 100))
@@ -383,8 +386,11 @@ def grid_specs(settings):
     specs = []
     n_speed, n_snr = len(SPEED_BINS) - 1, len(SNR_BINS) - 1
     index = 0
+    rounds = dict(settings.rounds_by_ngroups)
     for m in range(settings.ramps_per_combo):
         for timing, filt, ng in combos:
+            if m >= rounds.get(ng, settings.ramps_per_combo):
+                continue
             rng = np.random.default_rng(BASE_SEED + index)
             # Speed bin from every axis, so that no filter, length or timing keeps to a
             # subset of the speed bins when there are fewer rounds than bins.

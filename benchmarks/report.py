@@ -415,6 +415,13 @@ def results_markdown(movers, ramps, perf, meta):
              f"{meta['runtime_min']:.1f} min on {meta['machine']}.  Seeds: `BASE_SEED = {meta['base_seed']}` "
              "+ ramp index (see `benchmarks/recovery.py`).  Software: " + meta["software"] + "; package "
              "imported from " + meta.get("package_source", "the working tree") + ".\n")
+    digests = meta.get("stage_digests", {})
+    if len(set(digests.values())) > 1:
+        L.append("Resumed run: the stages ran on different package sources (SHA-1 " + ", ".join(
+            f"{k}: `{v}`" for k, v in digests.items()) + "); each section holds the numbers of its stage.\n")
+    if meta.get("stage_minutes"):
+        L.append("Stage run times: " + ", ".join(f"{k} {v:.1f} min" for k, v in meta["stage_minutes"].items())
+                 + ".\n")
     L.append("What each number means, and how the ramps are made: [README.md](README.md).  "
              "Raw per-mover and per-ramp results: `data/`.\n")
     L.append("## Key numbers\n")

@@ -102,7 +102,7 @@ def _deep_subset(settings):
             "those lengths and timings")
 
 
-def _notes(mode, settings, movers):
+def _notes(mode):
     notes = [
         ("Grid ramps are 256 × 256 (SUB256 geometry, no reference columns); 'full-frame timing' ramps use "
         "the full-frame FAST group time (2.775 s) on that geometry, so sky per group, saturation, cosmic "
@@ -119,6 +119,9 @@ def _notes(mode, settings, movers):
         ("Movers slower than ~0.05 px/group move less than a PSF width in short ramps; at 10 groups even "
         "0.5 px/group is only 4.5 px of motion.  The 30 % speed rule is hard to meet there for anyone."),
     ]
+    notes.append("Grid density: four mover ramps per (filter, ngroups, timing) combination, but one for "
+                 "200 groups (those ramps cost ~50 s each, up to 2.5 min with fast movers), to keep the full "
+                 "run near 40 minutes on 2 cores; the deep search at 100 groups full frame alone takes ~9 min.")
     if mode != "full":
         notes.insert(0, f"This is a **{mode}** run: a reduced grid; numbers are indicative only.")
     return notes
@@ -129,8 +132,26 @@ def _save(out_dir, movers, ramps, perf, meta):
     data.mkdir(parents=True, exist_ok=True)
     movers.write(data / "recovery_movers.ecsv", overwrite=True)
     ramps.write(data / "recovery_ramps.ecsv", overwrite=True)
-    (data / "performance.json").write_text(json.dumps(perf, indent=1, default=float))
+    if not (data / "performance.json").exists() or perf.get("main"):
+        (data / "performance.json").write_text(json.dumps(perf, indent=1, default=float))
     (data / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+
+def _stage_done(data, stage, key):
+    """The saved record of a finished stage of this mode, or None.
+
+    The record carries the SHA-1 of the package sources the stage ran on; RESULTS.md
+    states it per stage, so a resumed run that spans two versions says so.
+    """
+    path = data / f"stage_{stage}.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("mode") == key["mode"] else None
+
+
+def _stage_save(data, stage, key, minutes):
+    (data / f"stage_{stage}.json").write_text(json.dumps({**key, "minutes": minutes}))
 
 
 def _load(out_dir):
@@ -147,6 +168,7 @@ def _load(out_dir):
 def _write_report(out_dir, movers, ramps, perf, meta):
     from benchmarks import report
 
+    meta = {**meta, "notes": _notes(meta["mode"])}  # static text: always the current wording
     plots = report.make_plots(movers, out_dir)
     (out_dir / "RESULTS.md").write_text(report.results_markdown(movers, ramps, perf, meta))
     return plots
@@ -163,6 +185,9 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md and plots from DIR/data")
     parser.add_argument("--no-performance", action="store_true", help="skip the performance cases")
     parser.add_argument("--verbose", action="store_true", help="keep jwst's log messages")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse stages (recovery, performance) already saved in DIR/data by a run of "
+                             "the same mode (RESULTS.md then names each stage's package sources)")
     parser.add_argument("--no-snapshot", action="store_true",
                         help="import the package in place (default for --smoke) instead of from a copy")
     args = parser.parse_args(argv)
@@ -196,17 +221,45 @@ def main(argv=None):
     def progress(msg):
         print(f"[{time.perf_counter() - started:7.1f} s] {msg}", flush=True)
 
+    data = out_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    stage_key = {"mode": name, "digest": digest}
+    minutes = {}
     with tempfile.TemporaryDirectory(prefix="asteroid_bench_") as tmp:
         configure_offline_crds(Path(tmp) / "crds")
         refs = build_references(Path(tmp) / "refs")
-        settings = recovery.SETTINGS[name]
-        movers, ramps = recovery.run_recovery(settings, refs, progress)
+        # Each stage is saved as soon as it ends; --resume reuses a saved stage of the
+        # same mode made from the same package sources.
+        done = _stage_done(data, "recovery", stage_key) if args.resume else None
+        if done is not None:
+            from astropy.table import Table
+
+            movers = Table.read(data / "recovery_movers.ecsv")
+            ramps = Table.read(data / "recovery_ramps.ecsv")
+            minutes["recovery"] = done["minutes"]
+            progress(f"recovery: reusing the saved stage ({done['minutes']:.1f} min)")
+        else:
+            t0 = time.perf_counter()
+            movers, ramps = recovery.run_recovery(recovery.SETTINGS[name], refs, progress)
+            minutes["recovery"] = (time.perf_counter() - t0) / 60
+            movers.write(data / "recovery_movers.ecsv", overwrite=True)
+            ramps.write(data / "recovery_ramps.ecsv", overwrite=True)
+            _stage_save(data, "recovery", stage_key, minutes["recovery"])
+        done = _stage_done(data, "performance", stage_key) if args.resume else None
         if args.no_performance:
             perf = {"subarray": "-", "main": [], "deep": None, "scaling": [], "skipped": ["not run"]}
+        elif done is not None:
+            perf = json.loads((data / "performance.json").read_text())
+            minutes["performance"] = done["minutes"]
+            progress(f"performance: reusing the saved stage ({done['minutes']:.1f} min)")
         else:
+            t0 = time.perf_counter()
             perf = performance.run_performance(performance.PERF_SETTINGS[name], refs, progress)
+            minutes["performance"] = (time.perf_counter() - t0) / 60
+            (data / "performance.json").write_text(json.dumps(perf, indent=1, default=float))
+            _stage_save(data, "performance", stage_key, minutes["performance"])
 
-    runtime = (time.perf_counter() - started) / 60
+    runtime = sum(minutes.values())  # the stages' own run times, reused ones included
     command = "python benchmarks/run_all.py" + {"full": "", "quick": " --quick", "smoke": " --smoke"}[name]
     meta = {
         "mode": name, "command": command, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -214,9 +267,12 @@ def main(argv=None):
         "base_seed": recovery.BASE_SEED,
         "package_source": ("a copy of jwst_asteroid_step/ and crds_params/ taken at the start"
                            if snapshot else "the working tree, in place"),
-        "runtime_min": runtime, "settings": repr(recovery.SETTINGS[name]),
+        "runtime_min": runtime, "stage_minutes": minutes,
+        "stage_digests": {st: (_stage_done(data, st, stage_key) or {}).get("digest", digest)
+                          for st in ("recovery", "performance")},
+        "settings": repr(recovery.SETTINGS[name]),
         "perf_settings": repr(performance.PERF_SETTINGS[name]),
-        "notes": _notes(name, recovery.SETTINGS[name], movers),
+        "notes": _notes(name),
         "deep_subset": _deep_subset(recovery.SETTINGS[name]),
     }
     _save(out_dir, movers, ramps, perf, meta)
