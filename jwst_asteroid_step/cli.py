@@ -13,6 +13,13 @@ export
 plot
     Figures of every detection (rate cutout, (x, y, t) view, ramps, stacks) and a
     summary of the frame.
+mine
+    Run the search on many exposures (``_jump`` or ``_uncal`` files) as Dask tasks,
+    with a resumable SQLite manifest and one merged catalog (parquet + ECSV).
+link
+    Link detections across the exposures and integrations of a visit into tracklets.
+match
+    Flag detections or tracklets that are known asteroids, from an ephemeris table.
 """
 
 import argparse
@@ -203,6 +210,103 @@ def plot(args):
     return 0
 
 
+def _progress_printer(stream=sys.stderr):
+    """A progress callback for run_mine: one line per finished exposure."""
+    counts = {"done": 0, "failed": 0}
+
+    def show(n, total, res):
+        counts["done" if res.get("ok") else "failed"] += 1
+        took = res.get("finished", 0) - res.get("started", 0) if res.get("started") else 0
+        what = (f"{res.get('n_detections', 0)} detection(s)" if res.get("ok")
+                else "FAILED: " + str(res.get("error", "")).splitlines()[0][:120])
+        print(f"[{n}/{total}] done {counts['done']} failed {counts['failed']}  "
+              f"{Path(res['path']).name}  {took:.1f} s  {what}", file=stream, flush=True)
+
+    return show
+
+
+def mine(args):
+    """Process many exposures with Dask; resumable; merge the catalogs."""
+    import os
+
+    from .survey.mine import parse_options, run_mine
+
+    # Dask's INFO chatter (its own and its LocalCluster workers') hides the progress lines.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    options = parse_options(args.set)
+    result = run_mine(
+        args.inputs, args.output_dir, pars=args.pars, options=options, workers=args.workers,
+        scheduler=args.scheduler, memory_limit=args.memory_per_worker and args.memory_per_worker * 1e9,
+        retry_failed=args.retry_failed, name=args.name, progress=_progress_printer(),
+    )
+    counts = result.counts
+    print(f"{result.processed} exposure(s) processed in {result.wall_s:.1f} s; manifest "
+          f"{result.manifest}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for path, error in result.failed:
+        print(f"  failed: {path}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+    if result.merged:
+        print(f"Merged catalog ({result.n_detections} detection(s)): "
+              + ", ".join(str(p) for p in result.merged.values()))
+    return 0 if not counts["failed"] else 3
+
+
+def _read_detections(paths):
+    """Detections from catalogs, merged tables or mine output directories."""
+    from .survey.tracklets import read_detections
+
+    return read_detections(paths)
+
+
+def link(args):
+    """Link detections into tracklets; write tracklets, members, optionally ADES."""
+    from .survey.tracklets import LinkConfig, link_tracklets, write_tracklets
+
+    detections = _read_detections(args.catalogs)
+    config = LinkConfig(max_hours=args.max_hours, p_min=args.p_min,
+                        pos_floor=args.pos_floor, rate_floor=args.rate_floor,
+                        min_members=args.min_members, by_visit=not args.across_visits)
+    result = link_tracklets(detections, config)
+    paths = write_tracklets(result, args.output)
+    print(f"{len(result.tracklets)} tracklet(s) from {len(detections)} detection(s); "
+          f"wrote " + ", ".join(str(p) for p in paths.values()))
+    if args.ades:
+        from .export.ades import write_tracklet_ades
+
+        out, skipped = write_tracklet_ades(
+            result, args.ades, submitter=args.submitter, measurers=args.measurer or ["Unknown"],
+            include_unlinked=args.include_unlinked)
+        print(f"Wrote {out}" + (f" ({len(skipped)} detection(s) without sky position left out)"
+                                if skipped else ""))
+    return 0
+
+
+def match(args):
+    """Match detections or tracklets against known objects."""
+    from astropy.table import QTable
+
+    from .survey.known import match_known, read_ephemeris
+
+    source = Path(args.table)
+    if source.suffix == ".ecsv" and source.is_file():  # tracklets or merged detections
+        table = QTable.read(str(source), format="ascii.ecsv")
+    else:  # catalogs, parquet, a mine output directory
+        table = _read_detections([args.table])
+    if args.ephemeris:
+        ephemeris = read_ephemeris(args.ephemeris)
+    else:
+        from .survey.known import query_skybot_for
+
+        ephemeris = query_skybot_for(table, radius_arcmin=args.query_radius)
+    matched = match_known(table, ephemeris, radius=args.radius, rate_tolerance=args.rate_tolerance,
+                          max_extrapolation_hours=args.max_extrapolation)
+    out = Path(args.output or f"{source.with_suffix('')}_known.ecsv")
+    matched.write(str(out), format="ascii.ecsv", overwrite=True)
+    n = int((matched["known_designation"] != "").sum())
+    print(f"{n} of {len(matched)} row(s) match a known object; wrote {out}")
+    return 0
+
+
 def _parser():
     from .psf import FILTER_FWHM
     from .simulate.metadata import SUBARRAYS
@@ -289,6 +393,74 @@ def _parser():
     p.add_argument("-o", "--output-dir", default=".", help="where the PNGs go (default %(default)s)")
     p.add_argument("--dpi", type=int, default=72)
     p.set_defaults(func=plot)
+
+    p = sub.add_parser(
+        "mine", help="run the search on many exposures with Dask (resumable) and merge catalogs",
+        description="Run asteroid_detect on _jump files (with _fitopt beside them) or "
+                    "calwebb_detector1_asteroid on _uncal files, one Dask task per exposure. "
+                    "A killed run resumes from its manifest without redoing finished files.")
+    p.add_argument("inputs", nargs="+",
+                   help="directories, globs, association .json files, files, or text file lists")
+    p.add_argument("-o", "--output-dir", default="mine_output",
+                   help="catalogs, manifest and merged catalog (default %(default)s)")
+    p.add_argument("--pars", action="append", default=[],
+                   help="parameter file (.asdf) for asteroid_detect (_jump inputs) or "
+                        "calwebb_detector1_asteroid (_uncal inputs), as for strun, e.g. one with "
+                        "override_<reftype> reference files; repeat for both kinds")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="step parameter (snr_threshold=7, override_gain=g.fits) or pipeline "
+                        "sub-step parameter (steps.jump.rejection_threshold=5); repeat")
+    p.add_argument("--workers", type=int, default=None,
+                   help="LocalCluster workers (default: cores, fewer if memory is short)")
+    p.add_argument("--memory-per-worker", type=float, default=None, metavar="GB",
+                   help="memory limit of each LocalCluster worker (default: its share)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://host:port",
+                   help="use a running Dask scheduler instead of a LocalCluster")
+    p.add_argument("--retry-failed", action="store_true", help="run failed files again")
+    p.add_argument("--name", default="survey",
+                   help="prefix of <name>_manifest.sqlite and <name>_detections.parquet/.ecsv")
+    p.set_defaults(func=mine)
+
+    p = sub.add_parser("link", help="link detections across exposures of a visit into tracklets")
+    p.add_argument("catalogs", nargs="+",
+                   help="_asteroids.asdf files, a merged _detections.parquet/.ecsv, or a mine "
+                        "output directory")
+    p.add_argument("-o", "--output", default="tracklets",
+                   help="output root: <root>_tracklets.ecsv and <root>_members.ecsv")
+    p.add_argument("--max-hours", type=float, default=12.0,
+                   help="longest time span of a tracklet (default %(default)s h)")
+    p.add_argument("--p-min", type=float, default=1e-3,
+                   help="smallest chi-square p-value of an accepted tracklet (default %(default)s)")
+    p.add_argument("--pos-floor", type=float, default=0.03,
+                   help="astrometric error floor added in quadrature, arcsec (default %(default)s)")
+    p.add_argument("--rate-floor", type=float, default=0.5,
+                   help="sky-rate error floor added in quadrature, arcsec/h (default %(default)s)")
+    p.add_argument("--min-members", type=int, default=2)
+    p.add_argument("--across-visits", action="store_true",
+                   help="link across visits too (default: within each visit_id)")
+    p.add_argument("--ades", default=None, metavar="PSV",
+                   help="also write the tracklets as an ADES 2022 PSV report")
+    p.add_argument("--include-unlinked", action="store_true",
+                   help="ADES: report unlinked detections too, one trkSub each")
+    p.add_argument("--submitter", default="Unknown", help="ADES submitter name")
+    p.add_argument("--measurer", action="append", default=[], help="ADES measurer name (repeat)")
+    p.set_defaults(func=link)
+
+    p = sub.add_parser("match", help="flag known asteroids among detections or tracklets")
+    p.add_argument("table", help="a catalog, merged detections, or a _tracklets.ecsv")
+    p.add_argument("--ephemeris", default=None,
+                   help="ECSV/CSV ephemeris (JPL Horizons or SkyBoT style, observer JWST); "
+                        "without it, query SkyBoT online (needs the [online] extra)")
+    p.add_argument("--radius", type=float, default=5.0,
+                   help="match radius, arcsec (default %(default)s)")
+    p.add_argument("--rate-tolerance", type=float, default=10.0,
+                   help="largest sky-rate difference of a match, arcsec/h (default %(default)s)")
+    p.add_argument("--max-extrapolation", type=float, default=6.0,
+                   help="hours an ephemeris may be extrapolated beyond its epochs")
+    p.add_argument("--query-radius", type=float, default=5.0,
+                   help="online: SkyBoT cone radius, arcmin")
+    p.add_argument("-o", "--output", default=None, help="output ECSV (default <table>_known.ecsv)")
+    p.set_defaults(func=match)
     return parser
 
 

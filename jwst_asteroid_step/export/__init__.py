@@ -5,7 +5,14 @@ an ``_asteroids.asdf`` path, or a bare catalog array.  The command line front-en
 ``jwst-asteroids export <asteroids.asdf> --format {ecsv,ades,regions}``.
 """
 
-from .ades import read_ades_psv, to_ades_psv, validate_ades_psv, write_ades
+from .ades import (
+    read_ades_psv,
+    to_ades_psv,
+    to_tracklet_ades_psv,
+    validate_ades_psv,
+    write_ades,
+    write_tracklet_ades,
+)
 from .ecsv import catalog_table, read_ecsv, write_ecsv
 from .regions import read_tracks, track_regions, write_regions
 
@@ -15,9 +22,11 @@ __all__ = [
     "read_ecsv",
     "read_tracks",
     "to_ades_psv",
+    "to_tracklet_ades_psv",
     "track_regions",
     "validate_ades_psv",
     "write_ades",
     "write_ecsv",
     "write_regions",
+    "write_tracklet_ades",
 ]

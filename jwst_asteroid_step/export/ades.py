@@ -50,8 +50,10 @@ __all__ = [
     "ades_records",
     "read_ades_psv",
     "to_ades_psv",
+    "to_tracklet_ades_psv",
     "validate_ades_psv",
     "write_ades",
+    "write_tracklet_ades",
 ]
 
 ADES_VERSION = "2022"
@@ -141,6 +143,12 @@ def _trk_sub(prefix, detection_id):
     return text
 
 
+def _check_trk_sub(text):
+    if not re.fullmatch(_PATTERNS["trkSub"], text):
+        raise ValueError(f"trkSub {text!r} must be 1-8 characters of [-A-Za-z0-9_]")
+    return text
+
+
 def _remark(row, meta):
     filt = meta.get("instrument", {}).get("filter", "")
     parts = [f"JWST MIRI {filt} ramp detection {int(row['id'])} int {int(row['integration'])}"]
@@ -157,7 +165,8 @@ def _remark(row, meta):
 # ---------------------------------------------------------------- records
 
 
-def ades_records(catalog, *, trk_sub_prefix="J", ast_cat="Gaia2", mode="CCD", observer=None):
+def ades_records(catalog, *, trk_sub_prefix="J", ast_cat="Gaia2", mode="CCD", observer=None,
+                 trk_subs=None):
     """One ADES optical record per detection that has a sky position.
 
     Parameters
@@ -173,6 +182,10 @@ def ades_records(catalog, *, trk_sub_prefix="J", ast_cat="Gaia2", mode="CCD", ob
     observer : dict, optional
         :func:`~jwst_asteroid_step.sky.observer.observer_metadata`; by default the
         catalog's ``meta.asteroid_detect.observer`` or its ephemeris keywords.
+    trk_subs : dict, optional
+        Detection id -> trkSub: report only these detections, with these trkSubs
+        (several detections of one tracklet share one); by default every
+        detection, trkSub = prefix + id.
 
     Returns
     -------
@@ -187,14 +200,20 @@ def ades_records(catalog, *, trk_sub_prefix="J", ast_cat="Gaia2", mode="CCD", ob
     exposure = meta.get("exposure", {})
     exp_time = exposure.get("integration_time")
     ok = np.isfinite(table["ra"]) & np.isfinite(table["dec"]) & np.isfinite(table["mjd"])
-    skipped = [int(i) for i in table["id"][~ok]]
+    if trk_subs is not None:
+        wanted = np.isin(table["id"], np.asarray(list(trk_subs), dtype=int))
+        skipped = [int(i) for i in table["id"][wanted & ~ok]]
+        ok &= wanted
+    else:
+        skipped = [int(i) for i in table["id"][~ok]]
     rows = table[ok]
     positions = observer_position(observer, rows["mjd"]) if len(rows) else None
     records = []
     for i, row in enumerate(rows):
         rec = {
             "permID": "", "provID": "",
-            "trkSub": _trk_sub(trk_sub_prefix, row["id"]),
+            "trkSub": (_trk_sub(trk_sub_prefix, row["id"]) if trk_subs is None
+                       else _check_trk_sub(trk_subs[int(row["id"])])),
             "mode": mode, "stn": JWST_MPC_CODE,
         }
         if positions is not None:
@@ -297,6 +316,13 @@ def to_ades_psv(catalog, *, submitter="Unknown", measurers=("Unknown",), observe
     if not records:
         raise ValueError("no detection has a sky position (ra/dec): nothing to report")
     _, meta = catalog_and_meta(catalog)
+    text = _psv_document(records, meta, submitter, measurers, observers, institution, comments,
+                         pad)
+    return text, skipped
+
+
+def _psv_document(records, meta, submitter, measurers, observers, institution, comments, pad):
+    """Header (obsContext from ``meta``), keyword record and data records as PSV text."""
     fields = [f for f in OPTICAL_FIELD_ORDER if any(f in r for r in records)]
     rows = [[r.get(f, "") for f in fields] for r in records]
     if pad:
@@ -314,7 +340,7 @@ def to_ades_psv(catalog, *, submitter="Unknown", measurers=("Unknown",), observe
                             list(comments))
     lines.append(join(fields))
     lines += [join(row) for row in rows]
-    return "\n".join(lines) + "\n", skipped
+    return "\n".join(lines) + "\n"
 
 
 def write_ades(catalog, path, **kwargs):
@@ -322,6 +348,105 @@ def write_ades(catalog, path, **kwargs):
     from pathlib import Path
 
     text, skipped = to_ades_psv(catalog, **kwargs)
+    Path(path).write_text(text)
+    return Path(path), skipped
+
+
+# ---------------------------------------------------------------- tracklets
+
+
+def _tracklet_rows(detections, trk_sub_prefix, unlinked_prefix, include_unlinked):
+    """(catalog_file or None, rows, {id: trkSub}) groups of the detections to report."""
+    ids = np.asarray(detections["tracklet_id"], dtype=int)
+    keep = ids > 0
+    if include_unlinked:
+        keep |= ids <= 0
+    trk = np.array([""] * len(detections), dtype=object)
+    trk[ids > 0] = [f"{trk_sub_prefix}{i}" for i in ids[ids > 0]]
+    unlinked = np.flatnonzero(keep & (ids <= 0))
+    trk[unlinked] = [f"{unlinked_prefix}{k + 1}" for k in range(len(unlinked))]
+    files = (np.array([str(f) for f in detections["catalog_file"]], dtype=object)
+             if "catalog_file" in detections.colnames else np.array([""] * len(detections)))
+    exposure = (np.array([str(e) for e in detections["exposure"]], dtype=object)
+                if "exposure" in detections.colnames else files)
+    groups = {}
+    for i in np.flatnonzero(keep):
+        groups.setdefault((files[i], exposure[i]), []).append(i)
+    return groups, trk
+
+
+def to_tracklet_ades_psv(result, *, submitter="Unknown", measurers=("Unknown",), observers=(),
+                         institution=None, comments=(), pad=True, trk_sub_prefix="T",
+                         unlinked_prefix="U", include_unlinked=False, **record_kwargs):
+    """Tracklets as one ADES 2022 PSV document: each tracklet one set of obs with one trkSub.
+
+    Parameters
+    ----------
+    result : LinkResult
+        From :func:`jwst_asteroid_step.survey.tracklets.link_tracklets`; its
+        ``detections`` have ``tracklet_id`` and, for observer positions and
+        exposure times, ``catalog_file`` (the ``_asteroids.asdf`` of each row).
+        Rows whose catalog file is not found are reported from the table alone
+        (no observer position: only for checks, the MPC needs it for 274).
+    trk_sub_prefix : str
+        trkSub of tracklet k = prefix + k.
+    unlinked_prefix : str
+        With ``include_unlinked``: each unlinked detection its own trkSub.
+    include_unlinked : bool
+        Report detections not in any tracklet too.
+    submitter, measurers, observers, institution, comments, pad, **record_kwargs
+        As for :func:`to_ades_psv`.
+
+    Returns
+    -------
+    text : str
+    skipped : list of str
+        ``det_key`` (or ``exposure#id``) of members without a sky position.
+    """
+    from pathlib import Path
+
+    from ..datamodels import catalog_from_table
+
+    if not submitter or not measurers or not all(measurers):
+        raise ValueError("ADES needs a submitter name and at least one measurer name")
+    detections = result.detections
+    groups, trk = _tracklet_rows(detections, trk_sub_prefix, unlinked_prefix, include_unlinked)
+    records, skipped, metas = [], [], []
+    for (catalog_file, exposure), rows in groups.items():
+        subs = {int(detections["id"][i]): trk[i] for i in rows}
+        if catalog_file and Path(catalog_file).exists():
+            source = catalog_file
+        else:
+            source = catalog_from_table(detections[rows])
+        recs, missing = ades_records(source, trk_subs=subs, **record_kwargs)
+        records += recs
+        skipped += [f"{exposure}#{i}" for i in missing]
+        metas.append(catalog_and_meta(source)[1] if isinstance(source, str) else {})
+    if not records:
+        raise ValueError("no tracklet member has a sky position (ra/dec): nothing to report")
+    records.sort(key=lambda r: (_trk_order(r["trkSub"]), r["obsTime"]))
+    meta = next((m for m in metas if m), {})
+    filters = {m.get("instrument", {}).get("filter") for m in metas if m}
+    if len(filters) > 1:  # one obsContext for all: name no single filter
+        meta = {**meta, "instrument": {k: v for k, v in meta.get("instrument", {}).items()
+                                       if k != "filter"}}
+    text = _psv_document(records, meta, submitter, measurers, observers, institution, comments,
+                         pad)
+    return text, skipped
+
+
+def _trk_order(trk_sub):
+    """Sort trkSubs by prefix, then numerically (T2 before T10)."""
+    head = trk_sub.rstrip("0123456789")
+    tail = trk_sub[len(head):]
+    return head, int(tail) if tail else 0
+
+
+def write_tracklet_ades(result, path, **kwargs):
+    """Write :func:`to_tracklet_ades_psv` to ``path``; returns (Path, skipped)."""
+    from pathlib import Path
+
+    text, skipped = to_tracklet_ades_psv(result, **kwargs)
     Path(path).write_text(text)
     return Path(path), skipped
 
