@@ -73,6 +73,8 @@ FULL_FRAME_PIXELS = 1024 * 1024  # light-sensitive pixels of the full array
 FULL_GROUP_TIME = group_time_for("FULL")
 POSITION_TOLERANCE_PX = 2.0
 SPEED_TOLERANCE = 0.3
+#: Catalog columns whose reported errors the bench checks with pulls.
+PULL_COLUMNS = ("x", "y", "vx", "vy", "flux")
 
 
 @dataclass(frozen=True)
@@ -171,18 +173,6 @@ class RampSpec:
 # Detectors
 # ---------------------------------------------------------------------------
 
-def deep_search_is_safe(nx, ngroups, config=None):
-    """Whether the deep search's track offsets stay inside the array width.
-
-    The matched-filter scan (``search.matched_filter._scan``) writes out of bounds
-    when a velocity times a time bin's offset from mid-ramp reaches the array width
-    (a negative slice end wraps round); the deep search (3 px/group) reaches that on
-    256-px arrays from ~170 groups.  The bench skips those cases rather than crash.
-    """
-    config = config or DetectionConfig(deep_search=True)
-    return config.deep_search_max_speed * (0.5 * ngroups + 1) < nx - 1
-
-
 def run_detectors(jump, rateints, psf, detectors=DETECTORS):
     """Run the detectors on jwst's jump and ramp_fit products.
 
@@ -199,7 +189,7 @@ def run_detectors(jump, rateints, psf, detectors=DETECTORS):
     -------
     dict
         ``name -> (Table, seconds, counts)`` for every name in :data:`DETECTORS`; one that
-        was not run (not asked for, or unsafe) maps to None.
+        was not run (not asked for) maps to None.
     """
     gt = float(jump.meta.exposure.group_time)
     out = dict.fromkeys(DETECTORS)
@@ -208,9 +198,6 @@ def run_detectors(jump, rateints, psf, detectors=DETECTORS):
         counts = {}
         if name in ("ours", "ours_deep"):
             deep = name == "ours_deep"
-            if deep and not deep_search_is_safe(jump.data.shape[-1], jump.data.shape[1]):
-                out[name] = None
-                continue
             tab, counts = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, psf, READ_NOISE,
                                       GAIN, DetectionConfig(deep_search=deep))
         elif name == "seed":
@@ -301,7 +288,8 @@ def _mover_rows(truth, results, fwhm, base):
     """Per-mover result rows: truth plus, per detector, found / errors."""
     tol = max(POSITION_TOLERANCE_PX, fwhm)
     rows = [dict(base, id=int(r["id"]), integration=int(r["integration"]), snr=float(r["snr"]),
-                 snr_optimal=float(r["snr_optimal"]), speed=float(r["speed_px_per_group"]),
+                 snr_optimal=float(r["snr_optimal"]), snr_moving=float(r["snr_moving"]),
+                 speed=float(r["speed_px_per_group"]),
                  flux=float(r["flux"]), n_groups_on=int(r["n_groups_on_detector"]))
             for r in truth]
     statuses = {}
@@ -327,7 +315,8 @@ def _mover_rows(truth, results, fwhm, base):
 
 def _empty_result():
     return {"found": False, "near": False, "dpos": np.nan, "dspeed": np.nan, "ddir": np.nan,
-            "sense": False, "dflux": np.nan, "det_snr": np.nan, "ran": True}
+            "sense": False, "dflux": np.nan, "det_snr": np.nan, "ran": True,
+            **{f"pull_{c}": np.nan for c in PULL_COLUMNS}}
 
 
 def _errors(d, t):
@@ -337,6 +326,12 @@ def _errors(d, t):
     cosang = (d["vx"] * t["vx"] + d["vy"] * t["vy"]) / max(s_true * s_det, 1e-30)
     ang = np.degrees(np.arccos(np.clip(cosang, -1, 1)))
     ambiguous = "direction_ambiguous" in d.colnames and bool(d["direction_ambiguous"])
+    # Pulls: (measured - true) / reported error, where the detector reports errors.
+    truth_at = {"x": t["x"] + t["vx"] * dt, "y": t["y"] + t["vy"] * dt, "vx": t["vx"], "vy": t["vy"],
+                "flux": t["flux"]}
+    pulls = {f"pull_{c}": (float((d[c] - truth_at[c]) / d[f"{c}_err"])
+                           if f"{c}_err" in d.colnames and d[f"{c}_err"] > 0 else np.nan)
+             for c in PULL_COLUMNS}
     return {
         "dpos": float(dpos),
         "dspeed": float(s_det / s_true - 1.0),
@@ -344,6 +339,7 @@ def _errors(d, t):
         "sense": bool(cosang > 0) and not ambiguous,
         "dflux": float(d["flux"] / t["flux"] - 1.0),
         "det_snr": float(d["snr"]),
+        **pulls,
     }
 
 

@@ -114,8 +114,6 @@ def _notes(mode):
         "completeness is an average over that design, not over a sky population."),
         ("The rate baseline reports mid-exposure positions and its speed from the streak length; a streak "
         "cut by the array edge therefore gives a low speed and fails the 30 % rule."),
-        ("The deep search is not run where `0.5 × ngroups × 3 px/group` reaches the array width (256-px "
-        "ramps with 200 groups): the package's `_scan` writes out of bounds there (see README)."),
         ("Movers slower than ~0.05 px/group move less than a PSF width in short ramps; at 10 groups even "
         "0.5 px/group is only 4.5 px of motion.  The 30 % speed rule is hard to meet there for anyone."),
     ]

@@ -49,10 +49,21 @@ class DetectionConfig:
         Largest fraction of SNR lost to the velocity grid's spacing.
     search_max_candidates : int
         Most search candidates refined per integration.
-    trend_order : int
+    multi_int : bool
+        With three or more integrations, also search the per-integration rate
+        images for movers too slow to show within one integration
+        (:mod:`~jwst_asteroid_step.search.multi_int`, ``method="multi-int"``).
+    trend_order : int or "auto"
         Per-pixel trends of the difference rate (0: constant only; 1: plus a
         drift; 2: plus a curvature) profiled out of the search and the fit, for
-        ramps with residual non-linearity, reset anomaly or drifts.
+        ramps with residual non-linearity, reset anomaly or drifts.  A profiled
+        drift also absorbs most of the signal of a mover that crosses less than
+        a PSF width, so ``"auto"`` measures the drifts first
+        (:func:`~jwst_asteroid_step.ramp.systematics.drift_excess`) and profiles
+        them only when their spread exceeds ``drift_threshold``.
+    drift_threshold : float
+        Spread of the per-pixel drift statistic (1 under the noise model) above
+        which ``trend_order="auto"`` profiles a drift.
     """
 
     snr_threshold: float = 8.0
@@ -71,16 +82,20 @@ class DetectionConfig:
     search_snr_threshold: float = 6.0
     grid_loss: float = 0.1
     search_max_candidates: int = 200
-    trend_order: int = 1
+    multi_int: bool = True
+    trend_order: int | str = "auto"
+    drift_threshold: float = 1.1
 
     def __post_init__(self):
         positive = ("snr_threshold", "link_px", "min_motion_sigma", "max_chi2_dof",
-                    "search_max_speed", "deep_search_max_speed", "search_snr_threshold")
+                    "search_max_speed", "deep_search_max_speed", "search_snr_threshold", "drift_threshold")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.trend_order not in (0, 1, 2):
-            raise ValueError(f"trend_order must be 0, 1 or 2, got {self.trend_order!r}")
+        if isinstance(self.trend_order, str) and self.trend_order.strip().isdigit():
+            self.trend_order = int(self.trend_order)  # stpipe hands options over as strings
+        if self.trend_order not in (0, 1, 2, "auto"):
+            raise ValueError(f"trend_order must be 0, 1, 2 or 'auto', got {self.trend_order!r}")
         if not 0 < self.grid_loss < 0.5:
             raise ValueError(f"grid_loss must be in (0, 0.5), got {self.grid_loss!r}")
         for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates",

@@ -4,11 +4,15 @@ Data flow, one integration at a time:
 
 1. :mod:`.ramp.differences` — group differences, usable cells, per-pixel rate;
 2. :mod:`.ramp.events` — JUMP_DET cells grouped into events and labelled;
+   :mod:`.ramp.showers` — showers the jump flags missed, and their afterglow;
 3. :mod:`.ramp.systematics` — edge transients set aside, the noise's excess measured;
 4. :mod:`.search.tracks` — a straight (x, y, t) track through each mover candidate;
 5. :mod:`.search.matched_filter` — shift-and-stack below the jump threshold;
 6. :mod:`.measure.moving_psf` — a moving-PSF fit that measures and vets each
    candidate; accepted objects are subtracted before the next is fitted.
+
+With three or more integrations, :mod:`.search.multi_int` then follows movers too
+slow to show within one integration across the per-integration rate images.
 
 Everything here takes numpy arrays and plain values; nothing imports stpipe.
 """
@@ -26,10 +30,12 @@ from .ramp.events import (
     COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells,
 )
 from .ramp.noise import difference_variance
-from .ramp.systematics import edge_transients, noise_scale
+from .ramp.showers import find_showers
+from .ramp.systematics import drift_excess, edge_transients, noise_scale
 from .search.matched_filter import matched_filter_search
+from .search.multi_int import find_multi_int_movers, integration_rates
 from .search.tracks import Track, fit_track
-from .timebase import integration_start_mjd, t_int_to_mjd
+from .timebase import integration_offsets, integration_start_mjd, t_int_to_mjd
 
 __all__ = ["DETECTION_COLUMNS", "detections_to_catalog", "find_movers", "find_movers_in_integration"]
 
@@ -44,11 +50,16 @@ DETECTION_COLUMNS = {
 }
 
 
+#: Per-integration measurements in the counts (not summed over integrations).
+_MEASURES = ("noise_scale_x1000", "drift_excess_x1000", "trend_order")
+
+
 def _count_key(kind):
     return f"n_{kind}" if kind.endswith("noise") else f"n_{kind}s"
 
 
-def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config=None):
+def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config=None,
+                integration_starts=None):
     """Find moving sources in every integration of a jump-flagged ramp.
 
     Parameters
@@ -67,6 +78,11 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
         CDS read noise (DN) and gain (e/DN).
     config : DetectionConfig, optional
         Algorithm parameters.
+    integration_starts : ndarray, shape (nints,), optional
+        Seconds from the exposure's first read to each integration's first read
+        (:func:`~jwst_asteroid_step.timebase.integration_offsets`), for movers
+        followed across integrations; by default integrations follow each other
+        with no gap.
 
     Returns
     -------
@@ -75,25 +91,63 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
         px, times in s since the integration's first read, velocities in px/s,
         fluxes in DN/s.
     counts : dict
-        Number of JUMP_DET cells and of events of each kind, over all integrations.
+        Number of JUMP_DET cells and of events of each kind, over all integrations;
+        the noise measurements (``noise_scale_x1000``, ``drift_excess_x1000``) and the
+        ``trend_order`` profiled, at their largest over the integrations.
     """
     config = config or DetectionConfig()
+    nints, ngroups = sci.shape[:2]
     rows = []
     counts = dict.fromkeys([_count_key(k) for k in EVENT_KINDS] + ["n_jump_cells"], 0)
-    for i in range(sci.shape[0]):
-        det, c = find_movers_in_integration(
-            sci[i], groupdq[i], pixeldq, group_time, psf, read_noise, gain, config
+    across = config.multi_int and nints >= 3
+    per_int = []
+    for i in range(nints):
+        det, c, rates = find_movers_in_integration(
+            sci[i], groupdq[i], pixeldq, group_time, psf, read_noise, gain, config, keep_rates=across
         )
         for row in det:
             row["integration"] = i + 1
         rows.extend(det)
+        per_int.append(rates)
         for key, value in c.items():
-            counts[key] = counts.get(key, 0) + value
+            # Measurements of an integration's noise keep their worst value; counts add up.
+            counts[key] = max(counts.get(key, value), value) if key in _MEASURES else counts.get(key, 0) + value
+    if across:
+        starts = (integration_offsets(nints, ngroups * group_time) if integration_starts is None
+                  else np.asarray(integration_starts, dtype=float))
+        slow = find_multi_int_movers(
+            np.concatenate([r.rates for r in per_int]), np.concatenate([r.errors for r in per_int]),
+            np.concatenate([r.usable for r in per_int]), starts,
+            np.concatenate([r.time_weights for r in per_int]), group_time, psf,
+            snr_threshold=config.snr_threshold, min_motion_sigma=config.min_motion_sigma,
+        )
+        counts["n_multi_int"] = len(slow)
+        rows = _merge_multi_int(rows, slow, starts, psf.fwhm, (ngroups - 1) * group_time)
     table = Table({c: np.array([r[c] for r in rows], dtype=dt) for c, dt in DETECTION_COLUMNS.items()})
     return table, counts
 
 
-def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config):
+def _merge_multi_int(rows, slow, starts, fwhm, duration, tolerance_px=2.0):
+    """Single-integration rows plus multi-integration ones, each object once.
+
+    A single-integration detection of an object the multi-integration fit also
+    found is kept only when it moved at least a FWHM in its integration (the
+    single-integration measurement of a slower one is the weaker of the two).
+    """
+    drop = set()
+    for m in slow:
+        t_m = starts[m["integration"] - 1] + m["t_int"]
+        for j, r in enumerate(rows):
+            dt = starts[r["integration"] - 1] + r["t_int"] - t_m
+            near = np.hypot(m["x"] + m["vx"] * dt - r["x"], m["y"] + m["vy"] * dt - r["y"]) < tolerance_px
+            if near and np.hypot(r["vx"], r["vy"]) * duration < fwhm:
+                drop.add(j)
+    return [r for j, r in enumerate(rows) if j not in drop] + [
+        {c: m[c] for c in DETECTION_COLUMNS} for m in slow]
+
+
+def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config,
+                               keep_rates=False):
     """Find moving sources in one integration.
 
     Parameters
@@ -105,6 +159,9 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     psf : PSFModel
     read_noise, gain : float or ndarray, shape (ny, nx)
     config : DetectionConfig
+    keep_rates : bool
+        Also return the integration's rate image for the multi-integration search,
+        made after this integration's cosmic rays, showers and movers are set aside.
 
     Returns
     -------
@@ -112,6 +169,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         Keys :data:`DETECTION_COLUMNS` except ``integration``.
     counts : dict
         JUMP_DET cells and events of each kind.
+    rates : IntegrationRates or None
     """
     diffs = IntegrationDifferences(sci, groupdq, pixeldq)
     # Each pixel's static level is profiled out of the search and the fit; its
@@ -126,19 +184,28 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     counts["n_jump_cells"] = int(len(cells))
     duration = diffs.n_diffs * group_time
     exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE))
+    # Showers too faint per pixel for the jump step, and their afterglow.
+    showers, n_unflagged = find_showers(diffs.diff, exclude, background, sigma, group_time)
+    for k_first, k_stop, area in showers:
+        exclude[k_first:k_stop] |= area
+    counts["n_showers"] += n_unflagged
+    counts["n_showers_unflagged"] = n_unflagged
     # Real ramps: set aside early/late transients, and scale SNRs by how much
     # the slow noise exceeds the model (1 for ramps the model describes).
     n_lead, n_trail = edge_transients(diffs.diff, exclude, sigma)
     exclude[:n_lead] = True
     exclude[diffs.n_diffs - n_trail:] = True
+    trend_order, drift = _trend_order(diffs.diff, exclude, background, read_noise, gain, config)
     scale = np.maximum(*(noise_scale(diffs.diff, exclude, background, read_noise, gain, length=n,
-                                     trend_order=config.trend_order) for n in (5, 20)))
+                                     trend_order=trend_order) for n in (5, 20)))
     counts.update(n_transient_diffs=n_lead + n_trail,
-                  noise_scale_x1000=int(round(1000 * float(np.median(scale)))))
+                  noise_scale_x1000=int(round(1000 * float(np.median(scale)))),
+                  trend_order=trend_order,
+                  drift_excess_x1000=int(round(1000 * drift)) if np.isfinite(drift) else -1)
 
     def measure(track, method, max_speed=np.inf, **precheck):
         fit = fit_moving_psf(diffs.diff, exclude, background, read_noise, gain, group_time, psf, track,
-                             trend_order=config.trend_order, **precheck)
+                             trend_order=trend_order, **precheck)
         if fit is None or np.hypot(fit.vx, fit.vy) * group_time > max_speed:
             return  # a search candidate that ran off to speeds it was not found at
         fit = fit.with_noise_scale(_scale_along(scale, fit, group_time, diffs.n_diffs, psf.fwhm))
@@ -160,7 +227,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         candidates, stats = matched_filter_search(
             diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
             snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
-            max_candidates=config.search_max_candidates, trend_order=config.trend_order,
+            max_candidates=config.search_max_candidates, trend_order=trend_order,
         )
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
@@ -172,12 +239,27 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                 fits[i] = (fits[i][0], "both" if fits[i][1] == "jump" else fits[i][1])
             if known:
                 continue
-            measure(Track.from_search(cand, group_time), "search", max_speed=1.5 * v_max,
+            measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * v_max,
                     min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)
 
+    rates = (integration_rates([diffs.diff], [exclude], group_time, read_noise, gain) if keep_rates
+             else None)
     return [_row(fit, method, cells, psf, group_time, diffs.n_diffs, sci.shape[1:])
-            for fit, method in _deduplicate(fits, duration)], counts
+            for fit, method in _deduplicate(fits, duration)], counts, rates
+
+
+def _trend_order(diff, exclude, background, read_noise, gain, config):
+    """The trend order to profile, and the measured drift spread (NaN if not measured).
+
+    ``"auto"``: a constant level alone where the pixels' drifts are what the noise
+    model predicts, so slow movers keep their signal; a drift too where
+    calibration left one in every pixel.  Too few clean pixels to tell: a drift.
+    """
+    if config.trend_order != "auto":
+        return int(config.trend_order), float("nan")
+    drift = drift_excess(diff, exclude, background, read_noise, gain)
+    return (0 if drift <= config.drift_threshold else 1), drift
 
 
 def _remove_track(diff, exclude, fit, psf, group_time, sigma, mask_level=2.0):

@@ -1,5 +1,6 @@
 """``asteroid_detect``: find asteroids in a jump-flagged MIRI imager ramp."""
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 from jwst.lib import reffile_utils
 from jwst.stpipe import Step
 from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import dqflags
 
 from . import __version__
 from .config import DetectionConfig
@@ -16,15 +18,33 @@ from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
 from .psf import psf_for_filter
 from .ramp.segments import check_fitopt
+from .ramp.systematics import noise_scale
 from .sky import add_flux_columns, add_sky_columns, observer_metadata
+from .timebase import integration_offsets
 
-__all__ = ["AsteroidDetectStep"]
+__all__ = ["AsteroidDetectStep", "InputFileError"]
 
 log = logging.getLogger(__name__)
+
+# detect.py samples pixels for the noise scale with noise_scale's default seed;
+# recorded in the catalog so a rerun is known to draw the same sample.
+NOISE_SCALE_SEED = inspect.signature(noise_scale).parameters["seed"].default
+
+# Reads beyond this (DN) are no detector value (16-bit ADC plus corrections): a
+# corrupt file.  Below it, float32 differences of two reads cannot overflow.
+_MAX_ABS_DN = 1e9
+
+_GROUP_UNUSABLE = dqflags.group["DO_NOT_USE"] | dqflags.group["SATURATED"]
+_PIXEL_UNUSABLE = dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["REFERENCE_PIXEL"]
+_JUMP_DET = dqflags.group["JUMP_DET"]
 
 
 class SkipExposure(Exception):
     """The exposure cannot be searched; the message says why."""
+
+
+class InputFileError(OSError):
+    """An input file cannot be read; the message names the file, the problem and the remedy."""
 
 
 class AsteroidDetectStep(Step):
@@ -56,9 +76,13 @@ class AsteroidDetectStep(Step):
         search_snr_threshold = float(default=6.0, min=0)  # Coarse shift-and-stack SNR of a search candidate
         grid_loss = float(default=0.1, min=0, max=0.5)  # Largest SNR fraction lost to the velocity grid spacing
         search_max_candidates = integer(default=200, min=1)  # Search candidates refined per integration at most
-        trend_order = integer(default=1, min=0, max=2)  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature)
+        multi_int = boolean(default=True)  # With 3+ integrations, also follow movers too slow to show within one (method multi-int)
+        trend_order = option('auto', '0', '1', '2', default='auto')  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature; auto: a drift only where the ramp's drifts exceed the noise)
+        drift_threshold = float(default=1.1, min=1.0)  # Drift spread (1 = noise model) above which trend_order=auto profiles a drift
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
+        allow_moving_target = boolean(default=False)  # Search exposures that track a moving target (stars then trail and are reported)
+        max_jump_fraction = float(default=0.01, min=0, max=1)  # Above this JUMP_DET fraction (a shower storm) an integration is searched without its flags
         save_figures = boolean(default=False)  # Write a PNG per detection and a summary beside the catalog
         suffix = string(default='asteroids')  # Output file suffix
         output_ext = string(default='.asdf')  # Output file type
@@ -74,6 +98,19 @@ class AsteroidDetectStep(Step):
         return (*Step.get_stpipe_loggers(), "jwst_asteroid_step")
 
     # ---- parameters: CRDS first, then the files shipped in crds_params/ ----
+
+    @classmethod
+    def _get_crds_parameters(cls, dataset):
+        # stpipe reads a file's metadata before process() and tolerates only
+        # OSError, TypeError and ValueError; a corrupt file raises many other
+        # kinds.  Turn them into InputFileError so the file is reported once,
+        # clearly, when process() opens it.
+        try:
+            return super()._get_crds_parameters(dataset)
+        except (OSError, TypeError, ValueError, MemoryError):
+            raise
+        except Exception as err:  # astropy, asdf, yaml: any kind means unreadable
+            raise InputFileError(f"cannot read the metadata of {dataset}: {_describe(err)}") from err
 
     @classmethod
     def _get_config_from_parameters(cls, crds_parameters, crds_observatory):
@@ -109,11 +146,12 @@ class AsteroidDetectStep(Step):
         AsteroidCatalogModel
         """
         fitopt = fitopt if fitopt is not None else self.fitopt
-        with _open_model(step_input) as model:
+        with _open_model(step_input, arrays=("data", "groupdq", "pixeldq")) as model:
             catalog = AsteroidCatalogModel()
             catalog.update(model)
             catalog.meta.filename = _output_name(model.meta.filename)
             catalog.catalog = empty_catalog(0)
+            self._notes = []
             try:
                 detections, counts, psf, fitopt_name, products = self._search(model, fitopt)
             except SkipExposure as reason:
@@ -129,10 +167,15 @@ class AsteroidDetectStep(Step):
                 counts["n_mover_candidates"], counts["n_pixel_noise"], counts["n_jump_cells"],
             )
             return self._finish(catalog, model, psf, counts, status="COMPLETE", fitopt_name=fitopt_name,
-                                products=products)
+                                products=products, notes="; ".join(self._notes))
+
+    def _note(self, message):
+        """Log a warning that also goes into ``meta.asteroid_detect.notes``."""
+        log.warning(message)
+        self._notes.append(message)
 
     def _search(self, model, fitopt):
-        _check_searchable(model, self.min_ngroups)
+        _check_searchable(model, self.min_ngroups, self.allow_moving_target)
         group_time = float(model.meta.exposure.group_time)
         try:
             psf = psf_for_filter(model.meta.instrument.filter, self.psf_fwhm)
@@ -140,15 +183,32 @@ class AsteroidDetectStep(Step):
             raise SkipExposure(str(err)) from err
         fitopt_name = "N/A"
         if fitopt is not None:
-            with _open_model(fitopt, datamodels.RampFitOutputModel) as segments:
-                check_fitopt(model, segments)
             # ramp_fit names its in-memory product after the ramp; only a file is a file.
             fitopt_name = str(fitopt) if isinstance(fitopt, str | Path) else "in-memory RampFitOutputModel"
+            with _open_model(fitopt, datamodels.RampFitOutputModel, arrays=("slope",)) as segments:
+                try:
+                    check_fitopt(model, segments)
+                except ValueError as err:
+                    raise ValueError(f"{fitopt_name} does not match {_name(model)}: {err}") from err
         gain, read_noise = self._noise_arrays(model)
+        groupdq, storm_counts = self._usable_groupdq(model)
         config = DetectionConfig.from_mapping(self.get_pars())
+        starts = integration_offsets(model.data.shape[0], _integration_period(model, group_time),
+                                     getattr(model, "int_times", None))
         table, counts = find_movers(
-            model.data, model.groupdq, model.pixeldq, group_time, psf, read_noise, gain, config
+            model.data, groupdq, model.pixeldq, group_time, psf, read_noise, gain, config,
+            integration_starts=starts,
         )
+        for key, value in storm_counts.items():
+            counts[key] = counts.get(key, 0) + value
+        # A segmented exposure (TSO, long exposures) holds integrations
+        # integration_start..integration_end of the exposure.
+        first = model.meta.exposure.integration_start
+        if first is not None and int(first) > 1:
+            table["integration"] += int(first) - 1
+        if not _known_start(model):
+            self._note("meta.exposure.start_time is missing or not a number and there is no INT_TIMES "
+                       "table: the catalog's mjd column is NaN (positions and motions are unaffected)")
         detections = detections_to_catalog(
             table,
             exposure_start_mjd=model.meta.exposure.start_time,
@@ -189,11 +249,91 @@ class AsteroidDetectStep(Step):
         for reftype, cls in (("gain", datamodels.GainModel), ("readnoise", datamodels.ReadnoiseModel)):
             name = self.get_reference_file(model, reftype)
             log.info("Using %s reference file: %s", reftype.upper(), name)
-            with cls(name) as ref:
-                if not reffile_utils.ref_matches_sci(model, ref):
-                    ref = reffile_utils.get_subarray_model(model, ref)
-                arrays.append(np.array(ref.data, dtype=np.float32))
+            with _open_model(name, cls, arrays=("data",)) as ref:
+                try:
+                    if not reffile_utils.ref_matches_sci(model, ref):
+                        ref = reffile_utils.get_subarray_model(model, ref)
+                    data = np.array(ref.data, dtype=np.float32)
+                except (ValueError, TypeError, IndexError) as err:
+                    raise ValueError(
+                        f"{_name(model)}: cannot cut the {reftype.upper()} reference file {name} "
+                        f"to the ramp's subarray ({_subarray_text(model)}): {_describe(err)}; set meta.subarray to where the "
+                        "SCI array lies on the detector"
+                    ) from err
+            if data.shape != model.data.shape[-2:]:
+                raise ValueError(
+                    f"{_name(model)}: the {reftype.upper()} reference file {name} cut to the "
+                    "ramp's subarray is "
+                    f"{data.shape[0]}x{data.shape[1]} pixels but SCI is {model.data.shape[-2]}x"
+                    f"{model.data.shape[-1]} ({_subarray_text(model)}); set meta.subarray to where the "
+                    "SCI array lies on the detector"
+                )
+            arrays.append(data)
         return arrays
+
+    def _usable_groupdq(self, model):
+        """GROUPDQ as the search should see it, never modifying the input.
+
+        Reads that are not finite (or absurdly large: a corrupt file) become
+        DO_NOT_USE, so they never enter a difference.  An integration in which
+        more than ``max_jump_fraction`` of the usable differences are JUMP_DET
+        (a shower storm, or a jump step run with a broken threshold) would cost
+        time and memory growing with its events and fill the search with
+        chance alignments: its JUMP_DET groups become DO_NOT_USE and lose the
+        flag, so that integration is searched by the matched filter only.
+
+        Returns
+        -------
+        groupdq : ndarray
+            ``model.groupdq`` itself when nothing needs changing, else a copy.
+        counts : dict
+            ``n_storm_integrations`` and the JUMP_DET cells set aside.
+
+        Raises
+        ------
+        SkipExposure
+            When no group difference of any integration is usable.
+        """
+        groupdq = model.groupdq
+        pixel_ok = (model.pixeldq & _PIXEL_UNUSABLE) == 0
+        copied = False
+        n_bad_reads = n_usable = n_storm = n_storm_cells = 0
+        for i in range(model.data.shape[0]):
+            bad_read = ~(np.abs(model.data[i]) <= _MAX_ABS_DN)  # NaN compares False
+            if bad_read.any():
+                if not copied:
+                    groupdq, copied = groupdq.copy(), True
+                groupdq[i][bad_read] |= dqflags.group["DO_NOT_USE"]
+                n_bad_reads += int(bad_read.sum())
+            good = (groupdq[i] & _GROUP_UNUSABLE) == 0
+            usable = good[1:] & good[:-1] & pixel_ok
+            n_here = int(usable.sum())
+            n_usable += n_here
+            jump = (groupdq[i][1:] & _JUMP_DET) != 0
+            n_jump = int(np.count_nonzero(jump & usable))
+            if n_here and n_jump > self.max_jump_fraction * n_here:
+                if not copied:
+                    groupdq, copied = groupdq.copy(), True
+                flagged = (groupdq[i] & _JUMP_DET) != 0
+                groupdq[i][flagged] &= ~np.uint8(_JUMP_DET)
+                groupdq[i][flagged] |= dqflags.group["DO_NOT_USE"]
+                n_storm += 1
+                n_storm_cells += n_jump
+                self._note(
+                    f"integration {i + 1}: {n_jump} JUMP_DET differences, {n_jump / n_here:.1%} of the "
+                    f"usable ones (max_jump_fraction={self.max_jump_fraction}): a shower storm? Its "
+                    "flagged groups are set aside unclassified and only the matched-filter search "
+                    "runs there"
+                )
+        if n_bad_reads:
+            self._note(f"{n_bad_reads} SCI reads are NaN, infinite or beyond {_MAX_ABS_DN:g} DN; "
+                       "they are treated as DO_NOT_USE")
+        if n_usable == 0:
+            raise SkipExposure(
+                "no usable group difference: every group is DO_NOT_USE or SATURATED, every pixel "
+                "DO_NOT_USE or a reference pixel, or the SCI reads are not finite"
+            )
+        return groupdq, {"n_storm_integrations": n_storm, "n_jump_cells": n_storm_cells}
 
     def _finish(self, catalog, model, psf, counts, status, fitopt_name="N/A", notes="", products=None):
         meta = catalog.meta
@@ -209,6 +349,7 @@ class AsteroidDetectStep(Step):
             meta.asteroid_detect.wcs = products["sky"]["wcs"]
             meta.asteroid_detect.photometry = products["photometry"]
         meta.asteroid_detect.observer = observer_metadata(model)
+        meta.asteroid_detect.random_seed = NOISE_SCALE_SEED
         if psf is not None:
             meta.asteroid_detect.psf_fwhm = float(psf.fwhm)
         meta.asteroid_detect.notes = notes
@@ -243,29 +384,95 @@ def _integration_period(model, group_time):
 
 
 class _open_model:
-    """Open a path as a datamodel, or use a model as given (never modified)."""
+    """Open a path as a datamodel, or use a model as given (never modified).
 
-    def __init__(self, init, cls=None):
-        self.init, self.cls = init, cls
+    A file that cannot be read, or whose ``arrays`` cannot be loaded (read
+    here, not lazily later, so a truncated file fails in one place), raises
+    :class:`InputFileError` naming the file and the problem.
+    """
+
+    def __init__(self, init, cls=None, arrays=()):
+        self.init, self.cls, self.arrays = init, cls, arrays
         self.owned = not isinstance(init, datamodels.JwstDataModel)
 
     def __enter__(self):
         if not self.owned:
             self.model = self.init
-        elif self.cls is not None:
-            self.model = self.cls(self.init)
-        else:
-            self.model = datamodels.open(self.init)
+            return self.model
+        if not isinstance(self.init, str | Path):
+            raise TypeError(
+                f"asteroid_detect cannot use a {type(self.init).__name__} as input: pass a file name "
+                "or a datamodel (a RampModel after jump, a RampFitOutputModel for fitopt)"
+            )
+        if not Path(self.init).is_file():
+            raise InputFileError(f"input file {self.init} does not exist (or is not a file)")
+        self.model = None
+        try:
+            self.model = self.cls(self.init) if self.cls is not None else datamodels.open(self.init)
+            for name in self.arrays:
+                try:
+                    value = getattr(self.model, name)
+                except AttributeError:
+                    continue  # not in this kind of model: _check_searchable reports it
+                np.asarray(value)  # loads a lazily read array now
+        except MemoryError:
+            self._close()
+            raise
+        except Exception as err:  # astropy, asdf, yaml, numpy: any kind means unreadable
+            self._close()
+            raise InputFileError(
+                f"cannot read {self.init}: {_describe(err)}. The file is truncated or corrupt, or "
+                "not a JWST data product of the expected kind; write it again (e.g. rerun "
+                "calwebb_detector1 with save_results)"
+            ) from err
         return self.model
+
+    def _close(self):
+        if self.model is not None:
+            self.model.close()
 
     def __exit__(self, *exc):
         if self.owned:
-            self.model.close()
+            self._close()
         return False
 
 
-def _check_searchable(model, min_ngroups):
-    """Raise SkipExposure with the reason when the ramp cannot be searched."""
+def _describe(err):
+    """One line: the exception's kind and first line of its message."""
+    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _name(model):
+    """The input's file name, for messages."""
+    return model.meta.filename or "the input ramp"
+
+
+def _subarray_text(model):
+    sub = model.meta.subarray
+    return (f"meta.subarray name={sub.name}, xstart={sub.xstart}, ystart={sub.ystart}, "
+            f"xsize={sub.xsize}, ysize={sub.ysize}; SCI is {model.data.shape[-2]} rows x "
+            f"{model.data.shape[-1]} columns")
+
+
+def _known_start(model):
+    """Whether the catalog can give times as MJD: a start time or an INT_TIMES table."""
+    start = model.meta.exposure.start_time
+    try:
+        if start is not None and np.isfinite(float(start)):
+            return True
+    except (TypeError, ValueError):
+        pass
+    int_times = getattr(model, "int_times", None)
+    return int_times is not None and len(int_times) > 0
+
+
+def _check_searchable(model, min_ngroups, allow_moving_target=False):
+    """Raise SkipExposure with the reason when the ramp cannot be searched.
+
+    Raises ValueError instead when the file contradicts itself (its subarray
+    keywords and its SCI shape disagree): a skip would hide a damaged product.
+    """
     if not isinstance(model, datamodels.RampModel):
         raise SkipExposure(
             f"input is a {type(model).__name__}, not a ramp: asteroid_detect needs the "
@@ -281,6 +488,23 @@ def _check_searchable(model, min_ngroups):
         raise SkipExposure(
             "the jump step has not been run on this ramp (meta.cal_step.jump is "
             f"{model.meta.cal_step.jump!r}); run calwebb_detector1 through jump first"
+        )
+    if model.meta.target.type == "MOVING" and not allow_moving_target:
+        raise SkipExposure(
+            "the exposure tracks a moving target (TARGTYPE MOVING), so the stars trail across the "
+            "detector and would be reported as movers; set allow_moving_target=True to search it "
+            "anyway (velocities are then relative to the tracked target)"
+        )
+    if np.ndim(model.data) != 4:
+        raise ValueError(
+            f"{_name(model)}: SCI has shape {np.shape(model.data)}; a ramp is "
+            "(nints, ngroups, rows, columns): pass the jump step's RampModel (<root>_jump.fits)"
+        )
+    sub = model.meta.subarray
+    if sub.xsize is not None and sub.ysize is not None and (sub.ysize, sub.xsize) != model.data.shape[-2:]:
+        raise ValueError(
+            f"{_name(model)}: the subarray keywords and the SCI array disagree "
+            f"({_subarray_text(model)}): the file is damaged or was edited; set meta.subarray to match the SCI array"
         )
     ngroups = model.data.shape[1]
     if ngroups < min_ngroups:

@@ -8,7 +8,7 @@ instant.
 
 import numpy as np
 
-__all__ = ["difference_intervals", "integration_start_mjd", "t_int_to_mjd"]
+__all__ = ["difference_intervals", "integration_offsets", "integration_start_mjd", "t_int_to_mjd"]
 
 _SECONDS_PER_DAY = 86400.0
 
@@ -68,3 +68,35 @@ def integration_start_mjd(integration, exposure_start_mjd, integration_period, i
 def t_int_to_mjd(t_int, start_mjd):
     """Convert seconds since the integration's first read to UTC MJD."""
     return start_mjd + np.asarray(t_int) / _SECONDS_PER_DAY
+
+
+def integration_offsets(nints, integration_period, int_times=None):
+    """Seconds from the first read of the exposure to the first read of each integration.
+
+    The INT_TIMES table's start times win when it has a finite row for every
+    integration; otherwise integration ``i`` starts ``i * integration_period`` after
+    the first.
+
+    Parameters
+    ----------
+    nints : int
+        Integrations in the exposure (or segment).
+    integration_period : float
+        Seconds from one integration's start to the next.
+    int_times : structured ndarray, optional
+        The INT_TIMES table.
+
+    Returns
+    -------
+    ndarray, shape (nints,)
+    """
+    nominal = np.arange(nints, dtype=float) * float(integration_period)
+    if int_times is None or len(int_times) < nints:
+        return nominal
+    names = int_times.dtype.names or ()
+    if "int_start_MJD_UTC" not in names:
+        return nominal
+    mjd = np.asarray(int_times["int_start_MJD_UTC"][:nints], dtype=float)
+    if not np.all(np.isfinite(mjd) & (mjd > 0)):
+        return nominal
+    return (mjd - mjd[0]) * _SECONDS_PER_DAY

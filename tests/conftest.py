@@ -70,3 +70,17 @@ def open_real_ramp():
     model.meta.instrument.filter = "F770W"
     raw.close()
     return model
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``nightly`` tests unless a ``-m`` expression names them.
+
+    ``pytest -m nightly tests/test_properties.py`` runs the long property-based
+    runs; a plain ``pytest`` leaves them out.
+    """
+    if "nightly" in (config.getoption("markexpr") or ""):
+        return
+    nightly = [item for item in items if item.get_closest_marker("nightly")]
+    if nightly:
+        config.hook.pytest_deselected(items=nightly)
+        items[:] = [item for item in items if not item.get_closest_marker("nightly")]

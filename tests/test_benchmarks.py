@@ -11,7 +11,7 @@ from astropy.table import Table
 from stdatamodels.jwst.datamodels import dqflags
 
 from benchmarks.baselines import rate_baseline, seed_baseline
-from benchmarks.recovery import deep_search_is_safe, match
+from benchmarks.recovery import match
 from benchmarks.report import depth_gain, snr50
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,9 +121,3 @@ def test_rate_baseline_finds_streaks_not_stars():
     assert np.hypot(row["x"] - 80, row["y"] - 80) < 1.0
     assert abs(abs(row["vx"]) - abs(row["vy"])) < 0.1 * abs(row["vx"])
     assert np.hypot(row["vx"], row["vy"]) == pytest.approx(length / t_span, rel=0.2)
-
-
-def test_deep_search_guard():
-    assert deep_search_is_safe(1032, 200)
-    assert deep_search_is_safe(256, 100)
-    assert not deep_search_is_safe(256, 200)

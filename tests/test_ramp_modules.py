@@ -100,9 +100,10 @@ def test_other_flags_do_not_mask():
     assert np.all(np.isfinite(group_differences(sci, gdq, pdq)))
 
 
-def test_non_finite_read_masks_its_differences():
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_read_masks_its_differences(value):
     sci, gdq, pdq = ramp()
-    sci[2, 0, 1] = np.nan
+    sci[2, 0, 1] = value
     diff = group_differences(sci, gdq, pdq)
     assert np.all(np.isnan(diff[1:3, 0, 1]))
     assert np.isfinite(diff[0, 0, 1]) and np.all(np.isfinite(diff[3:, 0, 1]))

@@ -9,9 +9,11 @@ from astropy.table import Table
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
+from jwst_asteroid_step.measure.moving_psf import fit_moving_psf
 from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.offline import REAL_DATA_DIR
 from jwst_asteroid_step.psf import FILTER_FWHM, psf_for_filter
+from jwst_asteroid_step.ramp.differences import IntegrationDifferences, pixel_mean_rate
 from jwst_asteroid_step.ramp.noise import (
     difference_variance,
     matched_filter_snr,
@@ -37,6 +39,7 @@ from jwst_asteroid_step.simulate.cosmic_rays import PIXEL_AREA_CM2
 from jwst_asteroid_step.simulate.group_flags import valid_differences
 from jwst_asteroid_step.simulate.metadata import reference_pixel_columns, v1_pointing
 from jwst_asteroid_step.simulate.ramps import mover_patches
+from jwst_asteroid_step.search.tracks import Track
 from jwst_asteroid_step.timebase import difference_intervals
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -669,3 +672,37 @@ def test_cosmic_ray_sizes_and_amplitudes():
     assert events["amplitude"].min() >= 50.0 and events["amplitude"].max() <= 5000.0
     frac = np.bincount(events["n_pixels"], minlength=7)[1:] / n
     np.testing.assert_allclose(frac, [0.35, 0.25, 0.15, 0.10, 0.08, 0.07], atol=0.02)
+
+
+SUB128_GT = group_time_for("SUB128")
+
+
+@pytest.mark.parametrize("speed, ratio_range", [(0.01, (0.0, 0.2)), (1.0, (0.5, 1.0))])
+def test_moving_snr_is_what_tells_a_mover_from_a_star(speed, ratio_range):
+    """``snr_moving`` drops each pixel's constant level: a mover crossing a small part
+    of its PSF keeps little of its SNR, one crossing many PSF widths most of it (in
+    this read-noise dominated ramp a step in a pixel's ramp partly looks like a rate,
+    so even a fast mover keeps only ~70 %)."""
+    _, truth = simulate_ramp(subarray="SUB128", ngroups=40, filter="F770W", stars=0,
+                             cosmic_ray_rate=0.0, seed=5,
+                             movers=[Mover(64.0, 64.0, speed / SUB128_GT, 0.0, 20.0, t_ref=2.4)])
+    row = truth[0]
+    assert ratio_range[0] <= row["snr_moving"] / row["snr_optimal"] <= ratio_range[1]
+
+
+def test_moving_snr_is_the_snr_the_moving_psf_fit_reaches():
+    """One noise model: the fit's SNR (levels profiled, no drift) of the true track is
+    the truth's ``snr_moving``."""
+
+    mover = Mover(60.0, 64.0, 0.1 / SUB128_GT, 0.05 / SUB128_GT, 40.0, t_ref=2.4)
+    ramp, truth = simulate_ramp(subarray="SUB128", ngroups=41, filter="F770W", stars=0,
+                                cosmic_ray_rate=0.0, seed=6, movers=[mover], read_noise_cds=7.0)
+    diffs = IntegrationDifferences(np.array(ramp.data[0]), np.array(ramp.groupdq[0]),
+                                   np.array(ramp.pixeldq))
+    background = np.nan_to_num(pixel_mean_rate(diffs.diff, diffs.jump))
+    row = truth[0]
+    guess = Track(row["x"], row["y"], row["vx"], row["vy"], row["t_ref"], 0.0, 2 * row["t_ref"],
+                  np.zeros(0, bool))
+    fit = fit_moving_psf(diffs.diff, diffs.jump, background, 7.0, 4.0, SUB128_GT,
+                         psf_for_filter("F770W"), guess, trend_order=0)
+    assert fit.snr == pytest.approx(row["snr_moving"], rel=0.15)

@@ -5,6 +5,7 @@
 Users' scripts read these names (DESIGN.md §5): add columns, never rename them.
 """
 
+import errno
 import warnings
 from pathlib import PurePath
 
@@ -182,6 +183,21 @@ def catalog_from_table(table):
     return cat
 
 
+def _write_error(target, err):
+    """Message for a failed catalog write: the file, the problem, the remedy."""
+    problem = err.strerror or str(err) or type(err).__name__
+    if err.errno == errno.ENOSPC or err.errno == errno.EDQUOT:
+        remedy = "free space on that file system or choose another output_dir"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        remedy = "choose a writable output_dir"
+    elif err.errno == errno.ENOENT:
+        remedy = "create the output directory first"
+    else:
+        remedy = "check the output directory"
+    return (f"could not write the asteroid catalog {target}: {problem}; nothing was written under "
+            f"that name; {remedy}")
+
+
 class AsteroidCatalogModel(JwstDataModel):
     """Asteroid detections from one exposure, with their provenance.
 
@@ -266,7 +282,9 @@ class AsteroidCatalogModel(JwstDataModel):
         """Save atomically: write a temporary file beside the target, then rename.
 
         An interrupted run (a kill, a full disk) never leaves a half-written
-        catalog under the final name; the temporary file is removed on failure.
+        catalog under the final name; the temporary file is removed on failure
+        (a process killed outright can leave a hidden ``.<name>.*`` folder, never
+        a partial ``<name>``).
 
         Parameters
         ----------
@@ -279,6 +297,13 @@ class AsteroidCatalogModel(JwstDataModel):
         -------
         str
             The path written.
+
+        Raises
+        ------
+        OSError
+            When the file cannot be written (read-only directory, full disk);
+            the message names the file, the problem and the remedy, and the
+            errno is the original one.
         """
         import os
         import shutil
@@ -286,14 +311,18 @@ class AsteroidCatalogModel(JwstDataModel):
 
         target = os.path.join(dir_path, os.fspath(path)) if dir_path else os.fspath(path)
         folder, name = os.path.split(os.path.abspath(target))
-        # A private folder beside the target keeps the file's own name (it is
-        # recorded inside) and the rename on one file system.
-        tmp_dir = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
+        tmp_dir = None
         try:
+            # A private folder beside the target keeps the file's own name (it is
+            # recorded inside) and the rename on one file system.
+            tmp_dir = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
             super().save(os.path.join(tmp_dir, name), *args, **kwargs)
             os.replace(os.path.join(tmp_dir, name), target)
+        except OSError as err:
+            raise OSError(err.errno, _write_error(target, err)) from err
         finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
         return target
 
     def to_table(self):

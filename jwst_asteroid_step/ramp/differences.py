@@ -96,7 +96,8 @@ def _differences(sci, groupdq, bad_pixel, group_bad, out):
                 if bad_pixel[y, x] or (groupdq[k, y, x] & group_bad) or (groupdq[k + 1, y, x] & group_bad):
                     out[k, y, x] = np.nan
                 else:
-                    out[k, y, x] = sci[k + 1, y, x] - sci[k, y, x]
+                    d = sci[k + 1, y, x] - sci[k, y, x]
+                    out[k, y, x] = d if np.isfinite(d) else np.nan
 
 
 def jump_cells(jump):

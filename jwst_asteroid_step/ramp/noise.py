@@ -25,6 +25,8 @@ __all__ = [
     "difference_variance",
     "matched_filter_snr",
     "matched_filter_snr_correlated",
+    "matched_filter_snr_moving",
+    "profiled_information",
     "solve",
     "solve_tridiagonal",
     "whiten",
@@ -240,3 +242,61 @@ def matched_filter_snr_correlated(signal_dn, background_dn, valid, read_noise_cd
     den = np.sum(w * w * diag) + 2.0 * np.sum(w[1:] * w[:-1] * off)
     snr_diagonal = float(num / np.sqrt(den)) if den > 0 else 0.0
     return snr_optimal, snr_diagonal
+
+
+def profiled_information(s, valid, basis, diag, off):
+    """Per pixel ``s^T C^-1 s - (B^T C^-1 s)^T (B^T C^-1 B)^-1 (B^T C^-1 s)``.
+
+    The information (squared SNR) a template ``s`` keeps once each pixel's
+    coefficients of ``basis`` (its static level, and trends) are fitted too.
+
+    Parameters
+    ----------
+    s : ndarray, shape (K, N)
+        Template of K differences in N pixels.
+    valid : ndarray of bool, shape (K, N)
+    basis : ndarray, shape (K, B)
+        Per-pixel nuisance time series (e.g. :func:`~.systematics.trend_basis`).
+    diag, off : ndarray
+        The covariance from :func:`difference_covariance`.
+
+    Returns
+    -------
+    ndarray, shape (N,)
+    """
+    cs = solve(s, diag, off)
+    b = basis[:, None, :] * valid[..., None]
+    cb = np.stack([solve(b[..., j], diag, off) for j in range(b.shape[2])], axis=2)
+    gram = np.einsum("kni,knj->nij", b, cb) + 1e-12 * np.eye(b.shape[2])
+    bs = np.einsum("kni,kn->ni", b, cs)
+    return np.sum(s * cs, axis=0) - np.einsum("ni,ni->n", bs, np.linalg.solve(gram, bs[..., None])[..., 0])
+
+
+def matched_filter_snr_moving(signal_dn, background_dn, valid, read_noise_cds, gain):
+    """Optimal SNR of what tells a mover from a static source: its changes in time.
+
+    :func:`matched_filter_snr_correlated` with each pixel's constant level fitted
+    too.  A star is a constant level; a source that moves less than its PSF
+    during the integration is nearly one, and within one integration only this
+    part of its signal shows it moves.  It bounds what any single-integration
+    mover search can reach.
+
+    Parameters
+    ----------
+    signal_dn, background_dn, valid, read_noise_cds, gain
+        As in :func:`matched_filter_snr_correlated`.
+
+    Returns
+    -------
+    float
+    """
+    s = np.asarray(signal_dn, dtype=float)
+    shape = s.shape
+    valid = np.broadcast_to(valid, shape)
+    s = np.where(valid, s, 0.0)
+    diag, off = difference_covariance(s + np.broadcast_to(background_dn, shape), valid,
+                                      read_noise_cds, gain)
+    k = shape[0]
+    info = profiled_information(s.reshape(k, -1), valid.reshape(k, -1), np.ones((k, 1)),
+                                diag.reshape(k, -1), off.reshape(max(k - 1, 0), -1))
+    return float(np.sqrt(max(np.sum(info), 0.0)))

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from ..mover_model import mover_differences
 from ..psf import PSFModel
-from ..ramp.noise import difference_covariance, solve, solve_tridiagonal
+from ..ramp.noise import difference_covariance, profiled_information, solve_tridiagonal
 from ..ramp.systematics import trend_basis
 from ..timebase import difference_intervals
 
@@ -142,6 +142,8 @@ def _scan(psi, t_bin, vxs, vys, vnorm, norm, best_snr, best_iv):
                     continue
                 dx = int(np.rint(vxs[iv] * t_bin[b]))
                 x_lo, x_hi = max(0, -dx), min(nx, nx - dx)
+                if x_hi <= x_lo:
+                    continue  # the whole shifted row is off the array
                 # Contiguous 1-D slices so the add vectorises.
                 src = psi[b, yy][x_lo + dx:x_hi + dx]
                 dst = acc[x_lo:x_hi]
@@ -262,16 +264,6 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
                 out[k // bin_len, y, x] += acc
 
 
-def _profiled_information(s, valid, basis, diag, off):
-    """Per pixel ``s^T C^-1 s - (B^T C^-1 s)^T (B^T C^-1 B)^-1 (B^T C^-1 s)``."""
-    cs = solve(s, diag, off)
-    b = basis[:, None, :] * valid[..., None]
-    cb = np.stack([solve(b[..., j], diag, off) for j in range(b.shape[2])], axis=2)
-    gram = np.einsum("kni,knj->nij", b, cb) + 1e-12 * np.eye(b.shape[2])
-    bs = np.einsum("kni,kn->ni", b, cs)
-    return np.sum(s * cs, axis=0) - np.einsum("ni,ni->n", bs, np.linalg.solve(gram, bs[..., None])[..., 0])
-
-
 def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis):
     """``1 / sqrt(Phi)`` of the search kernel's template, as a function of speed.
 
@@ -294,7 +286,7 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
         valid = np.broadcast_to(valid_k[k0:k0 + n_t, None], (n_t, tmpl[0].size))
         s = np.where(valid, tmpl.reshape(n_t, -1), 0.0)
         diag, off = difference_covariance(np.full(s.shape, background), valid, read_noise, gain)
-        phi = _profiled_information(s, valid, basis[k0:k0 + n_t], diag, off)
+        phi = profiled_information(s, valid, basis[k0:k0 + n_t], diag, off)
         values.append(np.sum(phi) * n_diff / n_t)
     values = np.asarray(values)
 

@@ -65,7 +65,7 @@ from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from ..psf import psf_for_filter
-from ..ramp.noise import matched_filter_snr, matched_filter_snr_correlated
+from ..ramp.noise import matched_filter_snr, matched_filter_snr_correlated, matched_filter_snr_moving
 from ..timebase import difference_intervals, integration_start_mjd
 from .metadata import reference_columns_in
 from .ramps import (
@@ -231,17 +231,18 @@ def _cells(patches, background, gdq, edge_valid, usable, read_noise_cds, gain):
 
 
 def _snrs(patches, background, gdq, edge_valid, usable, read_noise_cds, gain):
-    """DESIGN.md §3 SNR and the correlated-noise optimal SNR of a mover's track."""
+    """DESIGN.md §3 SNR, the correlated-noise optimal SNR, and the optimal SNR of the
+    track's changes in time (``snr_moving``) of a mover's track."""
     s, b, r, g = _cells(patches, background, gdq, edge_valid, usable, read_noise_cds, gain)
     if s.size == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     ys, xs, series = pixel_series(patches, edge_valid.size)
     bad = (gdq[:, ys, xs] & (_DO_NOT_USE | _SATURATED)) != 0
     bkg = background[ys, xs][None, :]
     ok = ~(bad[1:] | bad[:-1]) & edge_valid[:, None] & (usable[ys, xs] & np.isfinite(bkg[0]))[None]
-    optimal, _ = matched_filter_snr_correlated(
-        series, np.nan_to_num(bkg), ok, read_noise_cds[ys, xs][None], gain[ys, xs][None])
-    return matched_filter_snr(s, b, r, g), optimal
+    args = (series, np.nan_to_num(bkg), ok, read_noise_cds[ys, xs][None], gain[ys, xs][None])
+    optimal, _ = matched_filter_snr_correlated(*args)
+    return matched_filter_snr(s, b, r, g), optimal, matched_filter_snr_moving(*args)
 
 
 def _saturate(old, new, gdq, saturation):
@@ -410,7 +411,7 @@ def inject_movers(
                 g = gain_b[p.y0 : p.y1, p.x0 : p.x1][None]
                 charge = rng.poisson(p.data * g) / g if poisson else p.data.copy()
                 added.append((p, charge))
-            snr_i, snr_opt = _snrs(patches, background[i - 1], snr_gdq[i - 1],
+            snr_i, snr_opt, snr_mov = _snrs(patches, background[i - 1], snr_gdq[i - 1],
                                    edge_valid[i - 1], ramp.usable, rn_b, gain_b)
             xr, yr = ramp.position(m, t_reads, i)
             rows.append({
@@ -420,6 +421,7 @@ def inject_movers(
                 "flux": float(flux),
                 "snr": snr_i,
                 "snr_optimal": snr_opt,
+                "snr_moving": snr_mov,
                 "n_groups_on_detector": int(np.count_nonzero(
                     _on_detector(xr, yr, ramp.shape, ramp.sensitive))),
                 "x_start": float(xr[0]), "y_start": float(yr[0]),
@@ -634,7 +636,7 @@ def shift_inject(
         flux = float(stamps[valid].sum() / (valid.sum() * ramp.group_time)) if valid.any() else 0.0
         mover = Mover(dest[0], dest[1], vx, vy, max(flux, 0.0), t_ref=t_ref, integration=i)
         patches, _, _ = ramp.patches(mover, i, mover.flux)
-        snr_i, snr_opt = _snrs(patches, background[i - 1], snr_gdq[i - 1], valid,
+        snr_i, snr_opt, snr_mov = _snrs(patches, background[i - 1], snr_gdq[i - 1], valid,
                                ramp.usable, rn_b, gain_b)
         xr, yr = ramp.position(mover, t_reads, i)
         rows.append({
@@ -643,6 +645,7 @@ def shift_inject(
             "flux": flux,
             "snr": snr_i,
             "snr_optimal": snr_opt,
+            "snr_moving": snr_mov,
             "n_groups_on_detector": int(np.count_nonzero(
                 _on_detector(xr, yr, ramp.shape, ramp.sensitive))),
             "x_start": float(xr[0]), "y_start": float(yr[0]),

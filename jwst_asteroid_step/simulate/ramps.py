@@ -39,7 +39,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from ..mover_model import mover_differences
 from ..psf import psf_for_filter
-from ..ramp.noise import matched_filter_snr, matched_filter_snr_correlated
+from ..ramp.noise import matched_filter_snr, matched_filter_snr_correlated, matched_filter_snr_moving
 from ..timebase import difference_intervals
 from .bad_pixels import bad_pixel_effects, cdp7_pixel_dq
 from .cosmic_rays import SHOWER_RATE, draw_cosmic_rays, draw_showers
@@ -78,6 +78,7 @@ TRUTH_COLUMNS = (
     "flux",
     "snr",
     "snr_optimal",
+    "snr_moving",
     "n_groups_on_detector",
     "x_start",
     "y_start",
@@ -290,12 +291,14 @@ def pixel_series(patches, n_diff):
 
 
 def mover_snr_optimal(
-    patches, static_rate, dt, valid, read_noise_cds, gain, usable=None, first_sat=None
+    patches, static_rate, dt, valid, read_noise_cds, gain, usable=None, first_sat=None, moving=False
 ):
     """SNR of the ideal matched filter with correlated read noise (see
     :func:`~jwst_asteroid_step.ramp.noise.matched_filter_snr_correlated`).
 
-    Same arguments as :func:`mover_snr`.  Returns the optimal SNR.
+    Same arguments as :func:`mover_snr`; with ``moving`` the SNR of the track's
+    changes in time only, each pixel's constant level fitted too
+    (:func:`~jwst_asteroid_step.ramp.noise.matched_filter_snr_moving`).
     """
     ys, xs, signal = pixel_series(patches, dt.size)
     if xs.size == 0:
@@ -310,6 +313,8 @@ def mover_snr_optimal(
     g = np.asarray(gain, dtype=float)
     rn = rn[ys, xs][None] if rn.ndim == 2 else rn
     g = g[ys, xs][None] if g.ndim == 2 else g
+    if moving:
+        return matched_filter_snr_moving(signal, background, v, rn, g)
     return matched_filter_snr_correlated(signal, background, v, rn, g)[0]
 
 
@@ -501,7 +506,10 @@ def simulate_ramp(
         independent), ``snr_optimal`` (the same cells with the true noise, in
         which adjacent differences share a read: the SNR of the ideal matched
         filter, higher than ``snr`` when read noise dominates and the mover
-        lingers in pixels), ``n_groups_on_detector`` (reads with the mover's
+        lingers in pixels), ``snr_moving`` (the ideal SNR of the track's changes
+        in time, each pixel's constant level fitted: what tells the mover from a
+        star within one integration; far below ``snr_optimal`` for movers that
+        cross less than their PSF), ``n_groups_on_detector`` (reads with the mover's
         centre on the light-sensitive array), and the track ends ``x_start``,
         ``y_start`` (first read) and ``x_end``, ``y_end`` (last read).
         ``truth.meta`` holds the simulation parameters, ``n_cosmic_rays`` and
@@ -608,6 +616,10 @@ def simulate_ramp(
                     ),
                     "snr_optimal": mover_snr_optimal(
                         mp, static_rate, dt, valid, read_noise_cds, gain, usable, first_sat
+                    ),
+                    "snr_moving": mover_snr_optimal(
+                        mp, static_rate, dt, valid, read_noise_cds, gain, usable, first_sat,
+                        moving=True,
                     ),
                     "n_groups_on_detector": int(np.count_nonzero(on_array)),
                     "x_start": float(xr[0]),

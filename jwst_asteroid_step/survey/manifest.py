@@ -205,6 +205,9 @@ def read_counts(path):
     db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30.0)
     try:
         counts = dict.fromkeys(STATUSES, 0)
+        # A run that has just created the file may not have made its table yet.
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='files'").fetchone() is None:
+            return counts
         for status, n in db.execute("SELECT status, COUNT(*) FROM files GROUP BY status"):
             counts[status] = n
         return counts
