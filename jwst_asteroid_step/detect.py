@@ -178,6 +178,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     sigma = np.sqrt(np.broadcast_to(difference_variance(background, read_noise, gain), background.shape))
 
     cells = jump_cells(diffs.jump)
+    diffs.jump = None  # from here on the cells say it all; frees a cube of flags for the search
     labels = cluster_cells(cells, config.link_px, config.link_groups)
     events = classify_events(cells, labels, config.shower_min_pixels, config.min_groups)
     counts = {_count_key(k): v for k, v in events.counts().items()}

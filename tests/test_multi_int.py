@@ -191,3 +191,27 @@ def test_movers_faster_than_the_psf_per_integration_are_left_alone():
     v_max = PSF.fwhm / ((NGROUPS - 1) * GT)
     assert all(np.hypot(r["vx"], r["vy"]) <= 1.5 * v_max for r in rows)
     assert not match(rows, movers[0], starts, tol=3.0)
+
+
+def test_find_movers_reports_slow_mover_across_integrations():
+    """Through ``detect.find_movers``: a mover too slow for any one integration is found
+    across them, once, with ``method="multi-int"``; without ``multi_int`` it is not."""
+    from jwst_asteroid_step.config import DetectionConfig
+    from jwst_asteroid_step.detect import find_movers
+
+    mover = Mover(30.0, 32.0, 0.015 / GT, -0.01 / GT, 60.0)
+    model, truth = simulate_ramp(subarray=SUBARRAY, ngroups=NGROUPS, nints=NINTS, stars=3,
+                                 movers=[mover], cosmic_ray_rate=0.0, read_noise_cds=RN, gain=GAIN,
+                                 seed=11)
+    starts = np.arange(NINTS) * truth.meta["integration_period"]
+    args = (np.array(model.data), np.array(model.groupdq), np.array(model.pixeldq), GT, PSF, RN, GAIN)
+    table, counts = find_movers(*args, DetectionConfig(), integration_starts=starts)
+    slow = table[table["method"] == "multi-int"]
+    assert len(slow) == 1 and counts["n_multi_int"] == 1
+    row = slow[0]
+    t = starts[row["integration"] - 1] + row["t_int"]
+    assert row["x"] == pytest.approx(mover.x0 + mover.vx * t, abs=4 * row["x_err"] + 0.05)
+    assert row["vx"] == pytest.approx(mover.vx, abs=4 * row["vx_err"])
+    assert row["vy"] == pytest.approx(mover.vy, abs=4 * row["vy_err"])
+    table, counts = find_movers(*args, DetectionConfig(multi_int=False), integration_starts=starts)
+    assert "multi-int" not in set(table["method"]) and "n_multi_int" not in counts
