@@ -260,8 +260,9 @@ def write_report(data):
         f"FAST ramp ({full['step_s']:.1f} s for a {ex['exposure_s']:.0f} s integration), "
         f"{ex['cpu_s_per_ramp_s_jump_rampfit_step']:.3f} CPU-s with jwst jump + ramp_fit "
         "(for `_uncal` inputs; the other Detector1 steps, skipped offline, add more).  "
-        "The step's cost grows about linearly with groups x pixels (benchmarks/RESULTS.md: "
-        "6.9 s at 100 groups, 43 s at 200 groups with more cosmic rays per ramp), so cost per "
+        "The step's cost grows roughly linearly with groups x pixels (benchmarks/RESULTS.md, "
+        "performance table: warm, 8.6 s at 100 groups and 41.6 s at 200 groups, with more cosmic "
+        "rays per ramp), so cost per "
         "second of ramp is the unit to extrapolate with; subarrays read faster but cover "
         "fewer pixels, SLOWR1 ramps cost less per second.",
         "",
