@@ -391,7 +391,10 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         if group == 1:
             planes = fine  # the finest class comes last: its planes may be clipped in place
         else:
-            planes = np.stack([fine[b * group:(b + 1) * group].sum(axis=0) for b in range(n_bins)])
+            # Filled in place: a list of sums then stacked would hold them twice.
+            planes = np.empty((n_bins, ny, nx), dtype=np.float32)
+            for b in range(n_bins):
+                np.sum(fine[b * group:(b + 1) * group], axis=0, out=planes[b])
         t_bin = np.array([0.5 * (b * bin_len + min((b + 1) * bin_len, n_diff)) - t_ref
                           for b in range(n_bins)], dtype=np.float32)
         for plane in planes:
