@@ -734,7 +734,9 @@ def results_markdown(movers, ramps, perf, meta):
     if main:
         L.append(f"`{perf['subarray']}` ramps, F770W, 80 stars, 4 movers, L2 cosmic rays and showers, CDP7 bad "
                  "pixels.  Times are wall-clock seconds of `Step.call` in one process; memory is the peak RSS "
-                 "above the level before the call (sampled every 5 ms), also in units of the float32 ramp cube.\n")
+                 "above the level before the call (sampled every 5 ms), also in units of the float32 ramp cube."
+                 + (f"  All warm: a first call on a small ramp (numba compilation or cache load) took "
+                    f"{perf['warmup_seconds']:.1f} s before them." if "warmup_seconds" in perf else "") + "\n")
         rows = [[r["ngroups"], f"{r['cube_mb']:.0f}", f"{r['seconds_jump']:.1f}", f"{r['seconds_ramp_fit']:.1f}",
                  f"{r['seconds_ours']:.1f}", f"**{r['time_ratio']:.2f}**", f"{r['mem_jump_mb']:.0f}",
                  f"{r['mem_ramp_fit_mb']:.0f}", f"{r['mem_ours_mb']:.0f}", f"**{r['mem_ratio']:.2f}**",

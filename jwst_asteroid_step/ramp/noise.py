@@ -227,12 +227,8 @@ def matched_filter_snr_correlated(signal_dn, background_dn, valid, read_noise_cd
         The true SNR ``w.s / sqrt(w^T C w)`` of the filter :func:`matched_filter_snr`
         assumes, ``w = s / var``.
     """
-    s = np.asarray(signal_dn, dtype=float)
+    s, valid, diag, off = _template_covariance(signal_dn, background_dn, valid, read_noise_cds, gain)
     shape = s.shape
-    valid = np.broadcast_to(valid, shape)
-    s = np.where(valid, s, 0.0)
-    diag, off = difference_covariance(s + np.broadcast_to(background_dn, shape), valid,
-                                      read_noise_cds, gain)
     flat = s.reshape(shape[0], -1)
     x = solve(flat, diag.reshape(shape[0], -1), off.reshape(max(shape[0] - 1, 0), -1))
     snr_optimal = float(np.sqrt(max(np.sum(flat * x), 0.0)))
@@ -290,13 +286,18 @@ def matched_filter_snr_moving(signal_dn, background_dn, valid, read_noise_cds, g
     -------
     float
     """
-    s = np.asarray(signal_dn, dtype=float)
-    shape = s.shape
-    valid = np.broadcast_to(valid, shape)
-    s = np.where(valid, s, 0.0)
-    diag, off = difference_covariance(s + np.broadcast_to(background_dn, shape), valid,
-                                      read_noise_cds, gain)
-    k = shape[0]
+    s, valid, diag, off = _template_covariance(signal_dn, background_dn, valid, read_noise_cds, gain)
+    k = s.shape[0]
     info = profiled_information(s.reshape(k, -1), valid.reshape(k, -1), np.ones((k, 1)),
                                 diag.reshape(k, -1), off.reshape(max(k - 1, 0), -1))
     return float(np.sqrt(max(np.sum(info), 0.0)))
+
+
+def _template_covariance(signal_dn, background_dn, valid, read_noise_cds, gain):
+    """A template zeroed where invalid, its validity, and the covariance of its differences."""
+    s = np.asarray(signal_dn, dtype=float)
+    valid = np.broadcast_to(valid, s.shape)
+    s = np.where(valid, s, 0.0)
+    diag, off = difference_covariance(s + np.broadcast_to(background_dn, s.shape), valid,
+                                      read_noise_cds, gain)
+    return s, valid, diag, off
