@@ -118,6 +118,31 @@ def test_real_ground_ramp_has_no_detections(offline_refs, capsys):
     assert len(result.catalog) == 0
 
 
+def test_mover_injected_into_the_real_ramp_is_recovered(offline_refs):
+    """Real noise, real cosmic rays, one injected mover: found where and how it moves."""
+    from jwst.firstframe import FirstFrameStep
+    from jwst.lastframe import LastFrameStep
+
+    from jwst.dq_init import DQInitStep
+
+    from jwst_asteroid_step.simulate import Mover, inject_movers
+
+    real = open_real_ramp()
+    gt = real.meta.exposure.group_time
+    mover = Mover(20.0, 40.0, 0.3 / gt, -0.15 / gt, 1.0, t_ref=2.0, integration=3)
+    injected, truth = inject_movers(real, [mover], snr=30.0, seed=2)
+    ramp = DQInitStep.call(injected, override_mask=str(offline_refs["mask"]))
+    ramp = LastFrameStep.call(FirstFrameStep.call(ramp))
+    jump, _, _, fitopt = run_jump_and_ramp_fit(ramp, offline_refs)
+    result = AsteroidDetectStep.call(jump, fitopt, **offline_refs.step_overrides())
+    assert len(result.catalog) == 1
+    det, t = result.catalog[0], truth[0]
+    assert det["integration"] == 3
+    dt = det["t_int"] - t["t_ref"]
+    assert np.hypot(t["x"] + t["vx"] * dt - det["x"], t["y"] + t["vy"] * dt - det["y"]) < 0.5
+    assert det["vx"] == pytest.approx(t["vx"], rel=0.1) and det["vy"] == pytest.approx(t["vy"], rel=0.1)
+
+
 def test_catalog_file_round_trip(bright_mover_products, offline_refs, tmp_path):
     p = bright_mover_products
     result = AsteroidDetectStep.call(p["jump"], p["fitopt"], output_dir=str(tmp_path), save_results=True,
