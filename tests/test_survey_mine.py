@@ -137,6 +137,22 @@ def test_killed_run_resumes_and_merges_like_an_uninterrupted_one(survey_inputs, 
     _assert_same_tables(_comparable(resumed), _comparable(reference))
 
 
+def test_existing_cluster_through_scheduler_option(survey_inputs, reference_run, tmp_path):
+    """``--scheduler`` hands the work to a running cluster (here a LocalCluster of
+    worker processes started by the test, as dask-jobqueue or Kubernetes would)."""
+    from dask.distributed import LocalCluster
+
+    data, pars = survey_inputs
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        run = subprocess.run([CLI, "mine", str(data), "--pars", str(pars), "-o", str(out),
+                              "--scheduler", cluster.scheduler_address],
+                             check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    _assert_same_tables(_comparable(read_detections(out / "survey_detections.parquet")),
+                        _comparable(read_detections(reference_run[1] / "survey_detections.parquet")))
+
+
 def test_corrupt_file_is_recorded_failed_and_the_rest_succeed(survey_inputs, offline_refs,
                                                               tmp_path):
     from dask.distributed import Client
