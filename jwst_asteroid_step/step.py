@@ -9,7 +9,6 @@ import numpy as np
 from jwst.lib import reffile_utils
 from jwst.stpipe import Step
 from stdatamodels.jwst import datamodels
-from stdatamodels.jwst.datamodels import dqflags
 
 from . import __version__
 from .config import DetectionConfig
@@ -19,6 +18,7 @@ from .detect import detections_to_catalog, find_movers
 from .psf import psf_for_filter
 from .ramp.segments import check_fitopt
 from .ramp.systematics import noise_scale
+from .ramp.usable import MAX_ABS_DN, usable_groupdq
 from .sky import add_flux_columns, add_sky_columns, observer_metadata
 from .timebase import integration_offsets
 
@@ -29,14 +29,6 @@ log = logging.getLogger(__name__)
 # detect.py samples pixels for the noise scale with noise_scale's default seed;
 # recorded in the catalog so a rerun is known to draw the same sample.
 NOISE_SCALE_SEED = inspect.signature(noise_scale).parameters["seed"].default
-
-# Reads beyond this (DN) are no detector value (16-bit ADC plus corrections): a
-# corrupt file.  Below it, float32 differences of two reads cannot overflow.
-_MAX_ABS_DN = 1e9
-
-_GROUP_UNUSABLE = dqflags.group["DO_NOT_USE"] | dqflags.group["SATURATED"]
-_PIXEL_UNUSABLE = dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["REFERENCE_PIXEL"]
-_JUMP_DET = dqflags.group["JUMP_DET"]
 
 
 class SkipExposure(Exception):
@@ -272,15 +264,8 @@ class AsteroidDetectStep(Step):
         return arrays
 
     def _usable_groupdq(self, model):
-        """GROUPDQ as the search should see it, never modifying the input.
-
-        Reads that are not finite (or absurdly large: a corrupt file) become
-        DO_NOT_USE, so they never enter a difference.  An integration in which
-        more than ``max_jump_fraction`` of the usable differences are JUMP_DET
-        (a shower storm, or a jump step run with a broken threshold) would cost
-        time and memory growing with its events and fill the search with
-        chance alignments: its JUMP_DET groups become DO_NOT_USE and lose the
-        flag, so that integration is searched by the matched filter only.
+        """GROUPDQ as the search should see it (:func:`~.ramp.usable.usable_groupdq`),
+        with a note for every read or integration set aside.
 
         Returns
         -------
@@ -294,46 +279,24 @@ class AsteroidDetectStep(Step):
         SkipExposure
             When no group difference of any integration is usable.
         """
-        groupdq = model.groupdq
-        pixel_ok = (model.pixeldq & _PIXEL_UNUSABLE) == 0
-        copied = False
-        n_bad_reads = n_usable = n_storm = n_storm_cells = 0
-        for i in range(model.data.shape[0]):
-            bad_read = ~(np.abs(model.data[i]) <= _MAX_ABS_DN)  # NaN compares False
-            if bad_read.any():
-                if not copied:
-                    groupdq, copied = groupdq.copy(), True
-                groupdq[i][bad_read] |= dqflags.group["DO_NOT_USE"]
-                n_bad_reads += int(bad_read.sum())
-            good = (groupdq[i] & _GROUP_UNUSABLE) == 0
-            usable = good[1:] & good[:-1] & pixel_ok
-            n_here = int(usable.sum())
-            n_usable += n_here
-            jump = (groupdq[i][1:] & _JUMP_DET) != 0
-            n_jump = int(np.count_nonzero(jump & usable))
-            if n_here and n_jump > self.max_jump_fraction * n_here:
-                if not copied:
-                    groupdq, copied = groupdq.copy(), True
-                flagged = (groupdq[i] & _JUMP_DET) != 0
-                groupdq[i][flagged] &= ~np.uint8(_JUMP_DET)
-                groupdq[i][flagged] |= dqflags.group["DO_NOT_USE"]
-                n_storm += 1
-                n_storm_cells += n_jump
-                self._note(
-                    f"integration {i + 1}: {n_jump} JUMP_DET differences, {n_jump / n_here:.1%} of the "
-                    f"usable ones (max_jump_fraction={self.max_jump_fraction}): a shower storm? Its "
-                    "flagged groups are set aside unclassified and only the matched-filter search "
-                    "runs there"
-                )
-        if n_bad_reads:
-            self._note(f"{n_bad_reads} SCI reads are NaN, infinite or beyond {_MAX_ABS_DN:g} DN; "
+        flags = usable_groupdq(model.data, model.groupdq, model.pixeldq, self.max_jump_fraction)
+        for i, n_jump, n_here in flags.storms:
+            self._note(
+                f"integration {i + 1}: {n_jump} JUMP_DET differences, {n_jump / n_here:.1%} of the "
+                f"usable ones (max_jump_fraction={self.max_jump_fraction}): a shower storm? Its "
+                "flagged groups are set aside unclassified and only the matched-filter search "
+                "runs there"
+            )
+        if flags.n_bad_reads:
+            self._note(f"{flags.n_bad_reads} SCI reads are NaN, infinite or beyond {MAX_ABS_DN:g} DN; "
                        "they are treated as DO_NOT_USE")
-        if n_usable == 0:
+        if flags.n_usable == 0:
             raise SkipExposure(
                 "no usable group difference: every group is DO_NOT_USE or SATURATED, every pixel "
                 "DO_NOT_USE or a reference pixel, or the SCI reads are not finite"
             )
-        return groupdq, {"n_storm_integrations": n_storm, "n_jump_cells": n_storm_cells}
+        return flags.groupdq, {"n_storm_integrations": len(flags.storms),
+                               "n_jump_cells": sum(n for _, n, _ in flags.storms)}
 
     def _finish(self, catalog, model, psf, counts, status, fitopt_name="N/A", notes="", products=None):
         meta = catalog.meta

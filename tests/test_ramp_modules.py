@@ -26,6 +26,7 @@ from jwst_asteroid_step.ramp.events import (
     cluster_cells,
 )
 from jwst_asteroid_step.ramp.segments import check_fitopt
+from jwst_asteroid_step.ramp.usable import usable_groupdq
 
 G_DNU = dqflags.group["DO_NOT_USE"]
 G_SAT = dqflags.group["SATURATED"]
@@ -434,3 +435,39 @@ def test_metadata_missing_on_one_side_is_not_a_mismatch():
     r, f = ramp_and_fitopt()
     f.meta.instrument.filter = None
     check_fitopt(r, f)
+
+
+# --- usable flags (ramp/usable.py) -------------------------------------------------
+
+
+def _flags_case():
+    data = np.zeros((2, 6, 10, 10), np.float32)
+    groupdq = np.zeros(data.shape, np.uint8)
+    return data, groupdq, np.zeros((10, 10), np.uint32)
+
+
+def test_usable_flags_unchanged_input_is_returned_as_is():
+    data, groupdq, pixeldq = _flags_case()
+    flags = usable_groupdq(data, groupdq, pixeldq, 0.01)
+    assert flags.groupdq is groupdq and flags.n_bad_reads == 0 and not flags.storms
+    assert flags.n_usable == 2 * 5 * 100
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 2e9])
+def test_unreadable_read_becomes_do_not_use_in_a_copy(value):
+    data, groupdq, pixeldq = _flags_case()
+    data[1, 3, 4, 5] = value
+    flags = usable_groupdq(data, groupdq, pixeldq, 0.01)
+    assert flags.n_bad_reads == 1 and flags.groupdq is not groupdq and not groupdq.any()
+    assert flags.groupdq[1, 3, 4, 5] & G_DNU
+
+
+def test_storm_integration_loses_its_jump_flags():
+    data, groupdq, pixeldq = _flags_case()
+    groupdq[0, 2, :5] = G_JUMP  # 50 of 500 usable differences: a storm at 1 %
+    groupdq[1, 2, 0, 0] = G_JUMP  # one flag: no storm
+    flags = usable_groupdq(data, groupdq, pixeldq, 0.01)
+    assert flags.storms == [(0, 50, 500)]
+    assert not (flags.groupdq[0] & G_JUMP).any() and (flags.groupdq[0, 2, :5] & G_DNU).all()
+    assert flags.groupdq[1, 2, 0, 0] == G_JUMP
+    assert (groupdq[0, 2, :5] == G_JUMP).all()  # the input is untouched
