@@ -1,6 +1,5 @@
 """``asteroid_detect``: find asteroids in a jump-flagged MIRI imager ramp."""
 
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -17,7 +16,7 @@ from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
 from .psf import psf_for_filter
 from .ramp.segments import check_fitopt
-from .ramp.systematics import noise_scale
+from .ramp.systematics import SAMPLE_SEED
 from .ramp.usable import MAX_ABS_DN, usable_groupdq
 from .sky import add_flux_columns, add_sky_columns, observer_metadata
 from .timebase import integration_offsets
@@ -25,10 +24,6 @@ from .timebase import integration_offsets
 __all__ = ["AsteroidDetectStep", "InputFileError"]
 
 log = logging.getLogger(__name__)
-
-# detect.py samples pixels for the noise scale with noise_scale's default seed;
-# recorded in the catalog so a rerun is known to draw the same sample.
-NOISE_SCALE_SEED = inspect.signature(noise_scale).parameters["seed"].default
 
 
 class SkipExposure(Exception):
@@ -312,7 +307,7 @@ class AsteroidDetectStep(Step):
             meta.asteroid_detect.wcs = products["sky"]["wcs"]
             meta.asteroid_detect.photometry = products["photometry"]
         meta.asteroid_detect.observer = observer_metadata(model)
-        meta.asteroid_detect.random_seed = NOISE_SCALE_SEED
+        meta.asteroid_detect.random_seed = SAMPLE_SEED
         if psf is not None:
             meta.asteroid_detect.psf_fwhm = float(psf.fwhm)
         meta.asteroid_detect.notes = notes

@@ -26,8 +26,9 @@ from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from jwst_asteroid_step import AsteroidCatalogModel, AsteroidDetectStep
+from jwst_asteroid_step.ramp.systematics import SAMPLE_SEED
 from jwst_asteroid_step.simulate import Mover, group_time_for, simulate_ramp
-from jwst_asteroid_step.step import NOISE_SCALE_SEED, InputFileError
+from jwst_asteroid_step.step import InputFileError
 
 SUB128_GT = group_time_for("SUB128")
 
@@ -588,5 +589,5 @@ def test_two_runs_are_byte_identical(ramp, offline_refs, tmp_path):
         assert a.catalog.tobytes() == b.catalog.tobytes() == first.catalog.tobytes()
         assert a.meta.asteroid_detect.instance == b.meta.asteroid_detect.instance
     # The one random draw (noise_scale's pixel sample) is seeded; the seed is recorded.
-    assert first.meta.asteroid_detect.random_seed == NOISE_SCALE_SEED == 0
+    assert first.meta.asteroid_detect.random_seed == SAMPLE_SEED == 0
 

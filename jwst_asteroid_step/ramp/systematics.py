@@ -16,7 +16,11 @@ import numpy as np
 
 from .noise import difference_covariance, solve
 
-__all__ = ["drift_excess", "edge_transients", "noise_scale", "trend_basis"]
+__all__ = ["SAMPLE_SEED", "drift_excess", "edge_transients", "noise_scale", "trend_basis"]
+
+#: Seed of the pixel sample that :func:`noise_scale` and :func:`drift_excess` draw by
+#: default: the only random draw of the detection, recorded in the catalog.
+SAMPLE_SEED = 0
 
 
 def trend_basis(n_diffs, order):
@@ -92,7 +96,7 @@ def edge_transients(diff, exclude, sigma, level=0.05, max_fraction=0.3):
 
 
 def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_order=0, n_pixels=20000,
-                seed=0):
+                seed=SAMPLE_SEED):
     """Spread of the profiled, covariance-weighted statistic on source-free pixels.
 
     For a boxcar template of ``length`` differences in the middle of the ramp,
@@ -154,7 +158,7 @@ def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_or
     return scale
 
 
-def drift_excess(diff, exclude, background, read_noise, gain, n_pixels=20000, seed=0):
+def drift_excess(diff, exclude, background, read_noise, gain, n_pixels=20000, seed=SAMPLE_SEED):
     """Robust spread of each pixel's fitted drift, in units of its noise.
 
     The drift of a pixel's difference rate (the linear term of
