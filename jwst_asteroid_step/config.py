@@ -25,7 +25,13 @@ class DetectionConfig:
     shower_min_pixels : int
         One-instant events touching at least this many pixels count as showers.
     min_motion_sigma : float
-        Minimum significance of the fitted speed; slower candidates are not movers.
+        Minimum significance of a single-integration fit's speed.  Each pixel's
+        static level is profiled out of the fit, so a static source carries no
+        signal and the fit's SNR already measures the motion; this cut only
+        keeps reported velocities meaningful.
+    multi_int_min_motion_sigma : float
+        Minimum significance of a multi-integration fit's speed: across rate
+        images the motion is what tells a mover from a star's residual.
     min_consistency : float
         Minimum median per-difference flux relative to the fit; rejects chance
         alignments of cosmic rays, whose flux sits in a few differences.
@@ -71,7 +77,8 @@ class DetectionConfig:
     link_px: float = 1.5
     link_groups: int = 2
     shower_min_pixels: int = 30
-    min_motion_sigma: float = 5.0
+    min_motion_sigma: float = 2.0
+    multi_int_min_motion_sigma: float = 5.0
     min_consistency: float = 0.4
     max_chi2_dof: float = 3.0
     max_candidates: int = 500
@@ -87,7 +94,7 @@ class DetectionConfig:
     drift_threshold: float = 1.1
 
     def __post_init__(self):
-        positive = ("snr_threshold", "link_px", "min_motion_sigma", "max_chi2_dof",
+        positive = ("snr_threshold", "link_px", "min_motion_sigma", "multi_int_min_motion_sigma", "max_chi2_dof",
                     "search_max_speed", "deep_search_max_speed", "search_snr_threshold", "drift_threshold")
         for name in positive:
             if not getattr(self, name) > 0:

@@ -25,7 +25,7 @@ from astropy.table import Table
 
 from .config import DetectionConfig
 from .measure.moving_psf import fit_moving_psf
-from .ramp.differences import IntegrationDifferences, jump_cells, pixel_mean_rate
+from .ramp.differences import IntegrationDifferences, group_differences, jump_cells, pixel_mean_rate
 from .ramp.events import (
     COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells,
 )
@@ -119,7 +119,7 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
             np.concatenate([r.rates for r in per_int]), np.concatenate([r.errors for r in per_int]),
             np.concatenate([r.usable for r in per_int]), starts,
             np.concatenate([r.time_weights for r in per_int]), group_time, psf,
-            snr_threshold=config.snr_threshold, min_motion_sigma=config.min_motion_sigma,
+            snr_threshold=config.snr_threshold, min_motion_sigma=config.multi_int_min_motion_sigma,
         )
         counts["n_multi_int"] = len(slow)
         rows = _merge_multi_int(rows, slow, starts, psf.fwhm, (ngroups - 1) * group_time)
@@ -228,8 +228,14 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         candidates, stats = matched_filter_search(
             diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
             snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
-            max_candidates=config.search_max_candidates, trend_order=trend_order,
+            max_candidates=config.search_max_candidates, trend_order=trend_order, overwrite=True,
         )
+        # The search built its planes in the differences' memory: take them again
+        # from the ramp, with the objects measured so far taken out.
+        diffs.diff = None  # the spent planes go before the differences come back
+        diffs.diff = group_differences(sci, groupdq, pixeldq)
+        for fit, _ in fits:
+            _remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
         for cand in candidates:

@@ -52,7 +52,8 @@ class AsteroidDetectStep(Step):
         link_px = float(default=1.5, min=0)  # Distance (px) within which JUMP_DET cells join one event
         link_groups = integer(default=2, min=1)  # Gap (group differences) within which JUMP_DET cells join one event
         shower_min_pixels = integer(default=30, min=1)  # One-instant events touching this many pixels are showers
-        min_motion_sigma = float(default=5.0, min=0)  # Minimum significance of the fitted speed
+        min_motion_sigma = float(default=2.0, min=0)  # Minimum significance of a single-integration fit's speed
+        multi_int_min_motion_sigma = float(default=5.0, min=0)  # Minimum significance of a multi-integration fit's speed
         min_consistency = float(default=0.4)  # Minimum median per-difference flux relative to the fit
         max_chi2_dof = float(default=3.0, min=0)  # Largest reduced chi-square of an accepted fit
         max_candidates = integer(default=500, min=1)  # Candidate tracks from jump flags fitted per integration at most

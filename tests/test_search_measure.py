@@ -221,6 +221,20 @@ def test_static_level_of_each_pixel_is_fitted():
     assert result.flux == pytest.approx(truth["flux"], rel=1e-3)
 
 
+def test_fit_does_not_depend_on_a_poor_start():
+    # A jump track's first guess can be off by half the speed; the fit boxes
+    # are laid again along the fitted path, so it ends where a good start ends.
+    cube = noisy(expected_cube(), seed=5)
+    good = fit(cube, guess=rough_guess())
+    half = Track(x=TRUTH["x"] + 0.5, y=TRUTH["y"], vx=0.5 * TRUTH["vx"], vy=0.5 * TRUTH["vy"], t_ref=T_REF,
+                 t_first=T0[0], t_last=T1[-1], inliers=np.zeros(0, bool))
+    poor = fit(cube, guess=half)
+    assert poor.snr == pytest.approx(good.snr, rel=1e-3)
+    assert poor.n_cells == good.n_cells
+    for name in ("x", "y", "vx", "vy", "flux"):
+        assert getattr(poor, name) == pytest.approx(getattr(good, name), rel=1e-4, abs=1e-4)
+
+
 def test_noisy_fit_recovers_mover_within_errors():
     result = fit(noisy(expected_cube(), seed=11))
     err = result.errors

@@ -221,7 +221,8 @@ class _Cells:
 
 
 def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf, guess, margin=2,
-                   min_start_snr=0.0, min_start_consistency=-np.inf, trend_order=0):
+                   min_start_snr=0.0, min_start_consistency=-np.inf, trend_order=0, rebuild_px=0.5,
+                   max_rebuilds=2):
     """Least-squares fit of a moving PSF to group differences, with their full covariance.
 
     Parameters
@@ -250,50 +251,53 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         Give up before iterating when the guess, with its best flux, falls short
         of these: most search candidates are noise, and a full fit costs far
         more than this look.
+    rebuild_px, max_rebuilds : float, int
+        When the first pass moves the path by more than ``rebuild_px`` (px) at
+        some difference, the fit boxes are laid again along the fitted path and
+        the pass repeated, at most ``max_rebuilds`` times.
 
     Returns
     -------
     MovingFit or None
         None when no usable pixels lie near the path, or the guess falls short.
     """
-    cells = _Cells(diff, exclude, background, group_time, psf,
-                   guess.x, guess.y, guess.vx, guess.vy, guess.t_ref, margin, trend_order)
-    if cells.data.size < 6 + cells.n_levels:
-        return None
     t_ref = guess.t_ref
-    keep = np.ones(cells.data.size, dtype=bool)
-    cells.set_noise(np.zeros(cells.data.size), keep, read_noise, gain)
     p0 = np.array([guess.x, guess.y, guess.vx, guess.vy, 1.0])
-    m_w = cells.whitened(cells.model(p0, t_ref))
-    d_w = cells.whitened(cells.data)
-    p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
-    if np.dot(d_w, m_w) / np.sqrt(max(np.dot(m_w, m_w), 1e-30)) < min_start_snr:
-        return None
-    if min_start_consistency > -np.inf:
-        m0 = cells.model(p0, t_ref)
-        start = _temporal_consistency(cells.k, cells.data - cells.static_level(cells.data - m0), m0,
-                                      cells.var)[0]
-        if start < min_start_consistency:
+    t_mid = (np.arange(diff.shape[0]) + 0.5) * group_time - t_ref
+    for rebuild in range(max_rebuilds + 1):
+        cells = _Cells(diff, exclude, background, group_time, psf, *p0[:4], t_ref, margin, trend_order)
+        if cells.data.size < 6 + cells.n_levels:
             return None
+        cells.set_noise(np.zeros(cells.data.size), np.ones(cells.data.size, dtype=bool), read_noise, gain)
+        if rebuild == 0:
+            m_w = cells.whitened(cells.model(p0, t_ref))
+            d_w = cells.whitened(cells.data)
+            p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
+            if np.dot(d_w, m_w) / np.sqrt(max(np.dot(m_w, m_w), 1e-30)) < min_start_snr:
+                return None
+            if min_start_consistency > -np.inf:
+                m0 = cells.model(p0, t_ref)
+                start = _temporal_consistency(cells.k, cells.data - cells.static_level(cells.data - m0), m0,
+                                              cells.var)[0]
+                if start < min_start_consistency:
+                    return None
+        p = _least_squares(cells, p0, t_ref).x
+        # The fit sees only the boxes laid along the path it started from: where
+        # it moved the path far within them, lay them again along the fitted one,
+        # so that what it measures does not depend on where it started (a jump
+        # track's guess can be off by half its speed).
+        shift = np.max(np.hypot(p[0] - p0[0] + (p[2] - p0[2]) * t_mid, p[1] - p0[1] + (p[3] - p0[3]) * t_mid))
+        p0 = p
+        if shift < rebuild_px or not (np.all(np.isfinite(p)) and p[4] > 0):
+            break
 
-    result = None
-    for _ in range(2):
-        d_w = cells.whitened(cells.data)
-
-        def residuals(p):
-            return d_w - cells.whitened(cells.model(p, t_ref))
-
-        def jacobian(p):
-            return -cells.whitened(cells.jacobian(p, t_ref))
-
-        result = least_squares(residuals, p0, jac=jacobian, x_scale="jac", method="lm")
-        p0 = result.x
-        model = cells.model(p0, t_ref)
-        # Second pass: Poisson noise of the source itself, and drop cells the
-        # model cannot explain (unflagged cosmic rays near the track).
-        resid = cells.data - model - cells.static_level(cells.data - model)
-        keep = np.abs(resid) / np.sqrt(cells.var) < 6.0
-        cells.set_noise(model, keep, read_noise, gain)
+    # Second pass: Poisson noise of the source itself, and drop cells the model
+    # cannot explain (unflagged cosmic rays near the track).
+    model = _reweight(cells, p0, t_ref, read_noise, gain)
+    result = _least_squares(cells, p0, t_ref)
+    p0 = result.x
+    model = _reweight(cells, p0, t_ref, read_noise, gain)
+    keep = cells.keep
     d_w = cells.whitened(cells.data)
     m_w = cells.whitened(model)
     jac = cells.whitened(cells.jacobian(p0, t_ref))
@@ -321,6 +325,24 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         cov=cov, chi2_dof=chi2 / dof, snr=snr, consistency=consistency, n_groups=n_groups,
         n_cells=int(keep.sum()), success=bool(result.success),
     )
+
+
+def _least_squares(cells, p0, t_ref):
+    """Levenberg-Marquardt fit of (x, y, vx, vy, flux) to the whitened, profiled cells."""
+    d_w = cells.whitened(cells.data)
+    return least_squares(lambda p: d_w - cells.whitened(cells.model(p, t_ref)), p0,
+                         jac=lambda p: -cells.whitened(cells.jacobian(p, t_ref)), x_scale="jac", method="lm")
+
+
+def _reweight(cells, p, t_ref, read_noise, gain, clip=6.0):
+    """Noise with the source's own shot noise; cells beyond ``clip`` sigma of the model dropped.
+
+    Returns the source's model charge in every cell.
+    """
+    model = cells.model(p, t_ref)
+    resid = cells.data - model - cells.static_level(cells.data - model)
+    cells.set_noise(model, np.abs(resid) / np.sqrt(cells.var) < clip, read_noise, gain)
+    return model
 
 
 def _temporal_consistency(k, data, model, var):

@@ -198,16 +198,18 @@ def _template_statistic(diff, exclude, background, read_noise, gain, template, t
     Returns ``(t, py, px)`` or None when fewer than 50 pixels are clean.
     """
     n_k, ny, nx = diff.shape
-    usable = np.isfinite(diff) & ~exclude
     # Pixels that lost nothing but what every pixel lost: no event, no mask.
-    n_usable = usable.sum(axis=0).ravel()
-    rows = np.flatnonzero(n_usable >= n_usable.max())
+    # Counted a difference at a time: no cube of flags beside the differences.
+    n_usable = np.zeros((ny, nx), dtype=np.int32)
+    for k in range(n_k):
+        n_usable += np.isfinite(diff[k]) & ~exclude[k]
+    rows = np.flatnonzero(n_usable.ravel() >= n_usable.max())
     if rows.size < 50:
         return None
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(n_pixels, rows.size), replace=False))
     py, px = np.divmod(pick, nx)
     r = diff[:, py, px].astype(float)
-    valid = usable[:, py, px]
+    valid = np.isfinite(r) & ~exclude[:, py, px]
     r = np.where(valid, r, 0.0)
     bg = np.broadcast_to(background, (ny, nx))[py, px]
     rn = np.broadcast_to(np.asarray(read_noise, float), (ny, nx))[py, px]

@@ -18,6 +18,11 @@ tests a square velocity grid whose spacing keeps the SNR lost to the grid under
 ``grid_loss`` (default 10 %).  The scan keeps, for every starting pixel, the best
 velocity; local maxima above a threshold become candidates that the moving-PSF fit
 (:mod:`jwst_asteroid_step.measure.moving_psf`) refines and vets.
+
+Memory: the bins of the fastest class are built first, in the differences' own
+memory when the caller allows it (``overwrite``), and each slower class's bins
+are the previous ones summed in pairs in place, so the search holds no cube of
+its own.
 """
 
 from dataclasses import dataclass
@@ -156,6 +161,16 @@ def _scan(psi, t_bin, vxs, vys, vnorm, norm, best_snr, best_iv):
                     iv_row[x] = iv
 
 
+def _fold_pairs(planes):
+    """Sum successive pairs of planes in place; returns the first half (a view)."""
+    n = planes.shape[0]
+    for b in range(n // 2):
+        np.add(planes[2 * b], planes[2 * b + 1], out=planes[b])
+    if n % 2:
+        planes[n // 2] = planes[n - 1]
+    return planes[: -(-n // 2)]
+
+
 def _robust_sigma(plane):
     """Standard deviation of a plane from the MAD of a subsample; stars and tracks barely move it."""
     sample = plane[::4, ::4]
@@ -257,6 +272,9 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
                         g += b[k, i] * cb[k, j]
                     gram[i, j] = g + (1e-12 if i == j else 0.0)
             coef = np.linalg.solve(gram, rhs)
+            # The pixel's differences are all read: ``out`` may share diff's memory.
+            for ib in range(out.shape[0]):
+                out[ib, y, x] = 0.0
             for k in range(n_k):
                 acc = z[k]
                 for j in range(n_b):
@@ -304,7 +322,8 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
 
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
                           snr_threshold=6.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
-                          clip_sigma=8.0, min_separation=3, trend_order=0, noise_scale=1.0):
+                          clip_sigma=8.0, min_separation=3, trend_order=0, noise_scale=1.0,
+                          overwrite=False):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -343,6 +362,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         Measured excess of the real noise over the model
         (:func:`~jwst_asteroid_step.ramp.systematics.noise_scale`); SNRs are
         divided by it.
+    overwrite : bool
+        Build the search's planes in ``diff``'s own memory (its values are lost),
+        so that the search needs no second cube.
 
     Returns
     -------
@@ -361,16 +383,19 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     # How much of the ideal data each starting point's footprint holds, relative
     # to clean sky (diagonal approximation): masks, cosmic rays, stars.  Points
     # that lost most of it (reference columns, masked regions) are not searched.
-    usable = np.isfinite(diff) & ~exclude
+    n_usable = np.zeros((ny, nx), dtype=np.float32)
+    valid_k = np.zeros(n_diff, dtype=bool)
+    for k in range(n_diff):  # a plane at a time: no second cube of flags
+        usable = np.isfinite(diff[k]) & ~exclude[k]
+        n_usable += usable
+        valid_k[k] = usable[::8, ::8].mean() > 0.5
     weight = (1.0 / (rn**2 + poisson)).astype(np.float32)
-    phi = _correlate_separable(usable.sum(axis=0, dtype=np.float32) * weight, prof**2)
+    phi = _correlate_separable(n_usable * weight, prof**2)
     phi_full = _correlate_separable(np.full((ny, nx), n_diff, np.float32) * weight, prof**2)
     ref_weight = np.float32(1.0 / np.median(rn**2 + poisson))
     phi_ref = n_diff * ref_weight * np.sum(prof**2) ** 2
     norm = np.where(phi >= 0.5 * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0)
     norm = (norm / np.broadcast_to(noise_scale, (ny, nx))).astype(np.float32)
-    valid_k = usable[:, ::8, ::8].mean(axis=(1, 2)) > 0.5
-    del usable
     basis = trend_basis(n_diff, trend_order)
     speed_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
                                       float(np.median(rn)), float(np.median(gain)), v_max, basis)
@@ -379,22 +404,22 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     step = velocity_grid_step(np.sqrt(sigma**2 + 1.0 / 12.0), n_diff, grid_loss)
     classes = speed_classes(v_max, max_smear_px)
     finest = classes[-1][2]
-    fine = np.zeros((-(-n_diff // finest), ny, nx), dtype=np.float32)
+    n_fine = -(-n_diff // finest)
+    fine = diff[:n_fine] if overwrite else np.empty((n_fine, ny, nx), dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine)
     for b in range(fine.shape[0]):
         fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks = [], 0, 0
-    for lo, hi, bin_len in classes:
-        group = bin_len // finest
-        n_bins = -(-fine.shape[0] // group)
-        if group == 1:
-            planes = fine  # the finest class comes last: its planes may be clipped in place
-        else:
-            # Filled in place: a list of sums then stacked would hold them twice.
-            planes = np.empty((n_bins, ny, nx), dtype=np.float32)
-            for b in range(n_bins):
-                np.sum(fine[b * group:(b + 1) * group], axis=0, out=planes[b])
+    # Fastest class first, on the finest bins; each slower class's bins are then
+    # the previous ones summed in pairs, in place, so the search holds one set of
+    # planes at a time.
+    planes, bin_len = fine, finest
+    for lo, hi, class_bin in classes[::-1]:
+        while bin_len < class_bin:
+            planes = _fold_pairs(planes)
+            bin_len *= 2
+        n_bins = planes.shape[0]
         t_bin = np.array([0.5 * (b * bin_len + min((b + 1) * bin_len, n_diff)) - t_ref
                           for b in range(n_bins)], dtype=np.float32)
         for plane in planes:
@@ -415,7 +440,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             x, y, vx, vy, s = _refine(planes, t_bin, norm, speed_norm, xs[i], ys[i], vxs[iv], vys[iv], step)
             if s >= snr_threshold:
                 found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref))
-        del planes
+    del planes, fine
 
     candidates = []
     for cand in sorted(found, key=lambda c: -c.snr):

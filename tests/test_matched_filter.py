@@ -1,0 +1,93 @@
+"""Tests of the shift-and-stack search, :mod:`jwst_asteroid_step.search.matched_filter`.
+
+Built from numpy arrays: a mover's expected charge plus the package's noise model.
+"""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from jwst_asteroid_step.mover_model import mover_differences
+from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.search import matched_filter as mf
+from jwst_asteroid_step.timebase import difference_intervals
+
+GT, RN, GAIN = 2.77504, 7.0, 4.0
+PSF = psf_for_filter("F770W")
+
+
+def mover_cube(x, y, vx, vy, flux, n_groups, box, seed, sky=5.0):
+    """Differences (DN, float32) of sky plus one mover (velocity in px/group), with read and shot noise."""
+    t0, t1 = difference_intervals(n_groups, GT)
+    grid = np.arange(box, dtype=float)
+    charge = sky * GT + mover_differences(x, y, vx / GT, vy / GT, flux, 0.5 * t1[-1], t0, t1, PSF, grid, grid)
+    rng = np.random.default_rng(seed)
+    reads = rng.normal(0.0, RN / np.sqrt(2.0), (n_groups,) + charge.shape[1:])
+    return (rng.poisson(charge * GAIN) / GAIN + np.diff(reads, axis=0)).astype(np.float32)
+
+
+def search(diff, **kw):
+    box = diff.shape[1]
+    return mf.matched_filter_search(diff, np.zeros(diff.shape, bool), np.full((box, box), 5.0 * GT),
+                                    RN, GAIN, PSF, **kw)
+
+
+def test_speed_classes_cover_zero_to_top_with_doubling_bins():
+    classes = mf.speed_classes(1.0, max_smear_px=1.0, max_bin=16)
+    assert classes[0][0] == 0.0 and classes[-1][1] == 1.0
+    for (lo, hi, b), (lo2, hi2, b2) in zip(classes[:-1], classes[1:]):
+        assert hi == lo2 and b == 2 * b2
+    assert all(hi * b <= 1.0 + 1e-12 for _, hi, b in classes[1:])  # smear within a bin <= 1 px
+
+
+def test_fold_pairs_sums_successive_bins_in_place():
+    planes = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
+    expected = np.stack([planes[0] + planes[1], planes[2] + planes[3], planes[4]])
+    folded = mf._fold_pairs(planes)
+    assert np.shares_memory(folded, planes)
+    np.testing.assert_array_equal(folded, expected)
+
+
+def test_search_in_place_equals_search_on_a_copy():
+    diff = mover_cube(30.2, 28.7, 0.31, -0.12, 60.0, 40, 64, seed=2)
+    kept = diff.copy()
+    plain, _ = search(diff, v_max=0.5)
+    np.testing.assert_array_equal(diff, kept)  # not overwritten unless asked
+    in_place, _ = search(diff, v_max=0.5, overwrite=True)
+    assert [vars(c) for c in plain] == [vars(c) for c in in_place]
+    best = max(plain, key=lambda c: c.snr)
+    assert abs(best.x - 30.2) < 1 and abs(best.vx - 0.31) < 0.15  # a grid point; the fit refines it
+
+
+def _peak_traced_bytes(diff, **kw):
+    """Peak of the memory the search allocates itself (its inputs made beforehand)."""
+    box = diff.shape[1]
+    exclude, sky = np.zeros(diff.shape, bool), np.full((box, box), 5.0 * GT)
+    tracemalloc.start()
+    try:
+        mf.matched_filter_search(diff, exclude, sky, RN, GAIN, PSF, **kw)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_search_in_place_needs_no_second_cube():
+    # In place, what the search allocates beyond what it needs on a tiny frame of
+    # the same length (the speed normalisation's templates, ~10 MB) is a few
+    # planes; otherwise it is a cube of bins (half the differences' size at the
+    # default top speed, whose finest bins are two differences long).
+    diff = mover_cube(190.2, 180.7, 0.3, 0.1, 60.0, 60, 384, seed=3)
+    tiny = np.ascontiguousarray(diff[:, :32, :32])
+    for overwrite in (False, True):
+        base = _peak_traced_bytes(tiny.copy(), overwrite=overwrite)  # compiles, too
+        extra = _peak_traced_bytes(diff.copy(), overwrite=overwrite) - base
+        assert extra < 0.25 * diff.nbytes if overwrite else extra > 0.4 * diff.nbytes
+
+
+def test_fast_mover_found_on_the_finest_bins():
+    diff = mover_cube(40.4, 44.1, 0.85, -0.4, 150.0, 60, 96, seed=5)
+    candidates, stats = search(diff, v_max=1.0)
+    best = max(candidates, key=lambda c: c.snr)
+    assert abs(best.x - 40.4) < 1.5 and abs(best.y - 44.1) < 1.5
+    assert abs(best.vx - 0.85) < 0.1 and abs(best.vy + 0.4) < 0.1  # within a grid step or two
