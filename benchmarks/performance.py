@@ -9,7 +9,8 @@ For full-frame ramps of several lengths, in one process:
   the peak *above the RSS before the call* is reported, also as a multiple of the
   ramp cube (``ngroups x 1024 x 1032 x 4`` bytes);
 - the deep search (``deep_search=True``) at one length, with the number of
-  (velocity, starting pixel) trials it scans (``counts["n_search_trials"]``);
+  (velocity, starting pixel) trials it scans (``counts["n_search_trials"]``), and
+  on the same ramp the default search with other top speeds (``top_speeds``);
 - at one length, how our time grows with the number of movers and with the cosmic-ray rate.
 
 Before each case the free memory is checked; a case that would not fit is skipped
@@ -43,6 +44,7 @@ class PerfSettings:
     subarray: str = "FULL"
     ngroups: tuple = (10, 50, 100, 200)
     deep_ngroups: int = 100
+    top_speeds: tuple = (1.0,)
     scaling_ngroups: int = 50
     mover_counts: tuple = (0, 20, 100)
     cosmic_ray_rates: tuple = (0.0, 5.0, 20.0)
@@ -167,8 +169,8 @@ def run_performance(settings, refs, progress=None):
     Returns
     -------
     dict
-        ``main`` (one dict per ngroups), ``deep`` (dict or None), ``scaling`` (list of
-        dicts), ``skipped`` (list of str).
+        ``main`` (one dict per ngroups), ``deep`` (dict or None), ``top_speed`` (one
+        dict per extra top speed), ``scaling`` (list of dicts), ``skipped`` (list of str).
     """
     from jwst.jump import JumpStep
     from jwst.ramp_fitting import RampFitStep
@@ -178,7 +180,7 @@ def run_performance(settings, refs, progress=None):
     over = _step_overrides(AsteroidDetectStep, refs)
     jwst_over = refs.overrides("gain", "readnoise")
     sub = SUBARRAYS[settings.subarray]
-    out = {"subarray": settings.subarray, "main": [], "deep": None, "scaling": [], "skipped": []}
+    out = {"subarray": settings.subarray, "main": [], "deep": None, "top_speed": [], "scaling": [], "skipped": []}
 
     def say(msg):
         if progress:
@@ -254,9 +256,19 @@ def run_performance(settings, refs, progress=None):
         ramp, _ = _ramp(settings, ng, settings.n_movers, 5.0, BASE_SEED + 90000 + ng)
         jump = JumpStep.call(ramp, **jwst_over)
         del ramp
+        row = main[0]
+        for speed in settings.top_speeds:
+            cat, t_s, m_s, _ = _measure(AsteroidDetectStep.call, jump, search_max_speed=speed, **over)
+            out["top_speed"].append({
+                "ngroups": ng, "search_max_speed": speed, "seconds": t_s, "mem_mb": m_s / 2**20,
+                "n_search_trials": int(dict(cat.meta.asteroid_detect.counts.instance).get("n_search_trials", 0)),
+                "n_detections": len(cat.catalog),
+                "time_ratio": t_s / (row["seconds_jump"] + row["seconds_ramp_fit"]),
+            })
+            say(f"performance: search to {speed} px/group at {ng} groups: {t_s:.1f} s")
+            del cat
         deep, t_deep, m_deep, _ = _measure(AsteroidDetectStep.call, jump, deep_search=True, **over)
         dc = dict(deep.meta.asteroid_detect.counts.instance)
-        row = main[0]
         out["deep"] = {
             "ngroups": ng, "seconds": t_deep, "mem_mb": m_deep / 2**20,
             "n_search_trials": int(dc.get("n_search_trials", 0)),

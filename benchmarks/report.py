@@ -8,6 +8,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from jwst_asteroid_step.config import DetectionConfig
+
 from .recovery import DETECTOR_LABELS, DETECTORS, FULL_FRAME_PIXELS, SNR_BINS, SPEED_BINS
 
 __all__ = [
@@ -755,6 +757,20 @@ def results_markdown(movers, ramps, perf, meta):
                  f"{deep['n_search_trials']:.3g} velocity × pixel trials (default search: "
                  f"{deep['n_search_trials_default']:.3g}), +{deep['mem_mb']:.0f} MB, "
                  f"{deep['n_detections']} detections.\n")
+        speeds = perf.get("top_speed", [])
+        main_row = [r for r in perf.get("main", []) if r["ngroups"] == deep["ngroups"]]
+        if speeds and main_row:
+            L.append(f"Time against the top speed searched, same ramp ({deep['ngroups']} groups; the "
+                     "number of velocity × pixel trials grows as the square of the top speed):\n")
+            defaults = DetectionConfig()
+            rows = [[defaults.search_max_speed, f"{main_row[0]['n_search_trials']:.3g}", f"{main_row[0]['seconds_ours']:.1f}",
+                     f"{main_row[0]['time_ratio']:.2f}", "default"]]
+            rows += [[r["search_max_speed"], f"{r['n_search_trials']:.3g}", f"{r['seconds']:.1f}",
+                      f"{r['time_ratio']:.2f}", ""] for r in speeds]
+            rows.append([defaults.deep_search_max_speed, f"{deep['n_search_trials']:.3g}", f"{deep['seconds']:.1f}", f"{deep['time_ratio']:.2f}",
+                         "deep_search"])
+            L.append(_table(["top speed (px/group)", "trials", "ours s", "ours / (jump+ramp_fit)", ""], rows))
+            L.append("")
     scaling = perf.get("scaling", [])
     if scaling:
         L.append("Growth with movers and cosmic rays (same length, full frame):\n")

@@ -6,7 +6,6 @@ Built from numpy arrays: a mover's expected charge plus the package's noise mode
 import tracemalloc
 
 import numpy as np
-import pytest
 
 from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.psf import psf_for_filter
