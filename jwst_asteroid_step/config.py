@@ -2,7 +2,10 @@
 
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["DetectionConfig"]
+__all__ = ["BACKENDS", "DetectionConfig"]
+
+#: Values of ``search_backend``: the numba kernel, or CuPy on a CUDA GPU.
+BACKENDS = ("cpu", "cupy")
 
 
 @dataclass
@@ -70,6 +73,10 @@ class DetectionConfig:
     drift_threshold : float
         Spread of the per-pixel drift statistic (1 under the noise model) above
         which ``trend_order="auto"`` profiles a drift.
+    search_backend : {"cpu", "cupy"}
+        Where the matched-filter scan runs: the numba kernel, or CuPy on a CUDA
+        GPU (:mod:`~jwst_asteroid_step.search.backends`); without one,
+        :func:`~jwst_asteroid_step.detect.find_movers` warns and uses the CPU.
     """
 
     snr_threshold: float = 8.0
@@ -92,6 +99,7 @@ class DetectionConfig:
     multi_int: bool = True
     trend_order: int | str = "auto"
     drift_threshold: float = 1.1
+    search_backend: str = "cpu"
 
     def __post_init__(self):
         positive = ("snr_threshold", "link_px", "min_motion_sigma", "multi_int_min_motion_sigma", "max_chi2_dof",
@@ -103,6 +111,8 @@ class DetectionConfig:
             self.trend_order = int(self.trend_order)  # stpipe hands options over as strings
         if self.trend_order not in (0, 1, 2, "auto"):
             raise ValueError(f"trend_order must be 0, 1, 2 or 'auto', got {self.trend_order!r}")
+        if self.search_backend not in BACKENDS:
+            raise ValueError(f"search_backend must be one of {BACKENDS}, got {self.search_backend!r}")
         if not 0 < self.grid_loss < 0.5:
             raise ValueError(f"grid_loss must be in (0, 0.5), got {self.grid_loss!r}")
         for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates",

@@ -19,6 +19,7 @@ Everything here takes numpy arrays and plain values; nothing imports stpipe.
 
 import logging
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from astropy.table import Table
@@ -32,6 +33,7 @@ from .ramp.events import (
 from .ramp.noise import difference_variance
 from .ramp.showers import find_showers
 from .ramp.systematics import drift_excess, edge_transients, noise_scale
+from .search.backends import gpu_unavailable_reason
 from .search.matched_filter import matched_filter_search
 from .search.multi_int import find_multi_int_movers, integration_rates
 from .search.tracks import Track, fit_track
@@ -96,6 +98,10 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
         ``trend_order`` profiled, at their largest over the integrations.
     """
     config = config or DetectionConfig()
+    if config.search_backend != "cpu" and (reason := gpu_unavailable_reason()):
+        warnings.warn(f"search_backend={config.search_backend!r}: {reason}; the search runs on the CPU",
+                      RuntimeWarning, stacklevel=2)
+        config = replace(config, search_backend="cpu")
     nints, ngroups = sci.shape[:2]
     rows = []
     counts = dict.fromkeys([_count_key(k) for k in EVENT_KINDS] + ["n_jump_cells"], 0)
@@ -229,6 +235,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
             snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
             max_candidates=config.search_max_candidates, trend_order=trend_order, overwrite=True,
+            backend=config.search_backend,
         )
         # The search built its planes in the differences' memory: take them again
         # from the ramp, with the objects measured so far taken out.

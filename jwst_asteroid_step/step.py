@@ -2,6 +2,7 @@
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from .psf import psf_for_filter
 from .ramp.segments import check_fitopt
 from .ramp.systematics import SAMPLE_SEED
 from .ramp.usable import MAX_ABS_DN, usable_groupdq
+from .search.backends import gpu_unavailable_reason
 from .sky import add_flux_columns, add_sky_columns, observer_metadata
 from .timebase import integration_offsets
 
@@ -67,6 +69,7 @@ class AsteroidDetectStep(Step):
         multi_int = boolean(default=True)  # With 3+ integrations, also follow movers too slow to show within one (method multi-int)
         trend_order = option('auto', '0', '1', '2', default='auto')  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature; auto: a drift only where the ramp's drifts exceed the noise)
         drift_threshold = float(default=1.1, min=1.0)  # Drift spread (1 = noise model) above which trend_order=auto profiles a drift
+        search_backend = option('cpu', 'cupy', default='cpu')  # Where the search's scan runs: cpu (numba) or cupy (a CUDA GPU; the CPU, with a note, when none is available)
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
         allow_moving_target = boolean(default=False)  # Search exposures that track a moving target (stars then trail and are reported)
@@ -181,6 +184,9 @@ class AsteroidDetectStep(Step):
         gain, read_noise = self._noise_arrays(model)
         groupdq, storm_counts = self._usable_groupdq(model)
         config = DetectionConfig.from_mapping(self.get_pars())
+        if config.search_backend != "cpu" and (reason := gpu_unavailable_reason()):
+            self._note(f"search_backend={config.search_backend!r}: {reason}; the search ran on the CPU")
+            config = replace(config, search_backend="cpu")
         starts = integration_offsets(model.data.shape[0], _integration_period(model, group_time),
                                      getattr(model, "int_times", None))
         table, counts = find_movers(

@@ -1,4 +1,4 @@
-"""Tests of the shift-and-stack search, :mod:`jwst_asteroid_step.search.matched_filter`.
+"""Tests of the shift-and-stack search, :mod:`jwst_asteroid_step.search.matched_filter`, and its backends.
 
 Built from numpy arrays: a mover's expected charge plus the package's noise model.
 """
@@ -6,9 +6,13 @@ Built from numpy arrays: a mover's expected charge plus the package's noise mode
 import tracemalloc
 
 import numpy as np
+import pytest
 
+from jwst_asteroid_step.config import DetectionConfig
+from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.search import backends
 from jwst_asteroid_step.search import matched_filter as mf
 from jwst_asteroid_step.timebase import difference_intervals
 
@@ -90,3 +94,44 @@ def test_fast_mover_found_on_the_finest_bins():
     best = max(candidates, key=lambda c: c.snr)
     assert abs(best.x - 40.4) < 1.5 and abs(best.y - 44.1) < 1.5
     assert abs(best.vx - 0.85) < 0.1 and abs(best.vy + 0.4) < 0.1  # within a grid step or two
+
+
+# --- backends ----------------------------------------------------------------------
+
+def _candidates(backend, diff):
+    found, _ = search(diff.copy(), v_max=0.5, backend=backend)
+    return np.array([[c.x, c.y, c.vx, c.vy, c.snr] for c in found])
+
+
+def test_array_scan_equals_the_numba_scan():
+    # The array code the GPU runs, here with numpy: the same candidates as the
+    # numba kernel, to float32 rounding.
+    diff = mover_cube(30.2, 28.7, 0.31, -0.12, 60.0, 30, 64, seed=7)
+    cpu, array = _candidates("cpu", diff), _candidates("numpy", diff)
+    assert cpu.shape == array.shape and len(cpu) > 0
+    np.testing.assert_allclose(array, cpu, rtol=1e-5, atol=1e-6)
+
+
+def test_cupy_scan_equals_the_numba_scan():
+    if backends.gpu_unavailable_reason():
+        pytest.skip(backends.gpu_unavailable_reason())
+    diff = mover_cube(60.2, 58.7, 0.31, -0.12, 60.0, 60, 128, seed=8)
+    np.testing.assert_allclose(_candidates("cupy", diff), _candidates("cpu", diff), rtol=1e-5, atol=1e-6)
+
+
+def test_cupy_backend_without_a_gpu_warns_and_searches_on_the_cpu():
+    if not backends.gpu_unavailable_reason():
+        pytest.skip("a CUDA device is present")
+    ramp = np.cumsum(np.concatenate([np.zeros((1, 48, 48)), mover_cube(24.2, 23.7, 0.31, -0.12, 300.0, 20, 48,
+                                                                        seed=9)]), axis=0)[None].astype(np.float32)
+    args = (ramp, np.zeros(ramp.shape, np.uint8), np.zeros((48, 48), np.uint32), GT, PSF, RN, GAIN)
+    with pytest.warns(RuntimeWarning, match="search_backend='cupy'.*runs on the CPU"):
+        table, _ = find_movers(*args, DetectionConfig(search_backend="cupy"))
+    expected, _ = find_movers(*args, DetectionConfig())
+    assert len(table) == len(expected) == 1
+    assert table.as_array().tobytes() == expected.as_array().tobytes()
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="search_backend"):
+        DetectionConfig(search_backend="opencl")

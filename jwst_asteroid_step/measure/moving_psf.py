@@ -99,6 +99,7 @@ class _Cells:
         core_sigma = psf.components[0][1]
         travel = np.hypot(vx, vy) * group_time
         half = int(np.ceil(2.5 * core_sigma + travel / 2 + margin))
+        self.half = half
         ks, ys, xs = [], [], []
         for k in range(nk):
             tm = (k + 0.5) * group_time
@@ -286,9 +287,14 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         # it moved the path far within them, lay them again along the fitted one,
         # so that what it measures does not depend on where it started (a jump
         # track's guess can be off by half its speed).
+        # Only a fit that stayed on its object is followed: one that ran off (far
+        # from the guess at t_ref, or much faster) is left to be rejected, and
+        # boxes laid along a runaway path would only cost time.
         shift = np.max(np.hypot(p[0] - p0[0] + (p[2] - p0[2]) * t_mid, p[1] - p0[1] + (p[3] - p0[3]) * t_mid))
+        on_object = (np.all(np.isfinite(p)) and p[4] > 0 and np.hypot(p[0] - p0[0], p[1] - p0[1]) <= cells.half
+                     and np.hypot(p[2], p[3]) <= 2.0 * max(np.hypot(p0[2], p0[3]), 0.5 / group_time))
         p0 = p
-        if shift < rebuild_px or not (np.all(np.isfinite(p)) and p[4] > 0):
+        if shift < rebuild_px or not on_object:
             break
 
     # Second pass: Poisson noise of the source itself, and drop cells the model

@@ -36,6 +36,7 @@ from ..psf import PSFModel
 from ..ramp.noise import difference_covariance, profiled_information, solve_tridiagonal
 from ..ramp.systematics import trend_basis
 from ..timebase import difference_intervals
+from .backends import array_module, scan_array
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
 
@@ -323,7 +324,7 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
                           snr_threshold=6.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
                           clip_sigma=8.0, min_separation=3, trend_order=0, noise_scale=1.0,
-                          overwrite=False):
+                          overwrite=False, backend="cpu"):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -365,6 +366,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     overwrite : bool
         Build the search's planes in ``diff``'s own memory (its values are lost),
         so that the search needs no second cube.
+    backend : {"cpu", "cupy", "numpy"}
+        Where the scan runs: the numba kernel, CuPy on a GPU, or the same
+        array code with numpy (:mod:`~jwst_asteroid_step.search.backends`).
 
     Returns
     -------
@@ -427,9 +431,13 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             np.clip(plane, -limit, limit, out=plane)
         vxs, vys = _velocity_annulus(lo, hi, step)
         n_vel += vxs.size
-        snr = np.full((ny, nx), -np.inf, dtype=np.float32)
-        best_iv = np.zeros((ny, nx), dtype=np.int32)
-        _scan(planes, t_bin, vxs, vys, speed_norm(np.hypot(vxs, vys)).astype(np.float32), norm, snr, best_iv)
+        vnorm = speed_norm(np.hypot(vxs, vys)).astype(np.float32)
+        if backend == "cpu":
+            snr = np.full((ny, nx), -np.inf, dtype=np.float32)
+            best_iv = np.zeros((ny, nx), dtype=np.int32)
+            _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv)
+        else:
+            snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm)
         # Grid points a little below threshold can refine above it.
         peaks = (snr >= 0.85 * snr_threshold) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
         ys, xs = np.nonzero(peaks)
