@@ -265,23 +265,31 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     t_ref = guess.t_ref
     p0 = np.array([guess.x, guess.y, guess.vx, guess.vy, 1.0])
     t_mid = (np.arange(diff.shape[0]) + 0.5) * group_time - t_ref
-    for rebuild in range(max_rebuilds + 1):
-        cells = _Cells(diff, exclude, background, group_time, psf, *p0[:4], t_ref, margin, trend_order)
+
+    def cells_along(p):
+        """Cells of the boxes along path ``p``, with the sky's noise; None when too few."""
+        cells = _Cells(diff, exclude, background, group_time, psf, *p[:4], t_ref, margin, trend_order)
         if cells.data.size < 6 + cells.n_levels:
             return None
         cells.set_noise(np.zeros(cells.data.size), np.ones(cells.data.size, dtype=bool), read_noise, gain)
-        if rebuild == 0:
-            m_w = cells.whitened(cells.model(p0, t_ref))
-            d_w = cells.whitened(cells.data)
-            p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
-            if np.dot(d_w, m_w) / np.sqrt(max(np.dot(m_w, m_w), 1e-30)) < min_start_snr:
-                return None
-            if min_start_consistency > -np.inf:
-                m0 = cells.model(p0, t_ref)
-                start = _temporal_consistency(cells.k, cells.data - cells.static_level(cells.data - m0), m0,
-                                              cells.var)[0]
-                if start < min_start_consistency:
-                    return None
+        return cells
+
+    cells = cells_along(p0)
+    if cells is None:
+        return None
+    m_w = cells.whitened(cells.model(p0, t_ref))
+    d_w = cells.whitened(cells.data)
+    p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
+    if np.dot(d_w, m_w) / np.sqrt(max(np.dot(m_w, m_w), 1e-30)) < min_start_snr:
+        return None
+    if min_start_consistency > -np.inf:
+        m0 = cells.model(p0, t_ref)
+        start = _temporal_consistency(cells.k, cells.data - cells.static_level(cells.data - m0), m0,
+                                      cells.var)[0]
+        if start < min_start_consistency:
+            return None
+
+    for rebuild in range(max_rebuilds + 1):
         p = _least_squares(cells, p0, t_ref).x
         # The fit sees only the boxes laid along the path it started from: where
         # it moved the path far within them, lay them again along the fitted one,
@@ -294,8 +302,11 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         on_object = (np.all(np.isfinite(p)) and p[4] > 0 and np.hypot(p[0] - p0[0], p[1] - p0[1]) <= cells.half
                      and np.hypot(p[2], p[3]) <= 2.0 * max(np.hypot(p0[2], p0[3]), 0.5 / group_time))
         p0 = p
-        if shift < rebuild_px or not on_object:
+        if shift < rebuild_px or not on_object or rebuild == max_rebuilds:
             break
+        cells = cells_along(p0)
+        if cells is None:
+            return None
 
     # Second pass: Poisson noise of the source itself, and drop cells the model
     # cannot explain (unflagged cosmic rays near the track).
