@@ -51,7 +51,16 @@ class DetectionConfig:
     deep_search : bool
         Search up to ``deep_search_max_speed`` instead (slower).
     deep_search_max_speed : float
-        Top speed (px/group) of the deep search.
+        Top speed (px/group) of the deep search, and of the fast search.
+    fast_search : bool
+        Without ``deep_search``, also search ``search_max_speed`` to
+        ``deep_search_max_speed`` the cheap way: windows of
+        ``fast_search_window`` differences, each on its own coarse velocity grid,
+        whose peaks are confirmed along the whole ramp.
+    fast_search_window : int
+        Differences per window of the fast search.
+    fast_search_snr_threshold : float
+        SNR within one window that makes a fast-search peak a candidate.
     search_snr_threshold : float
         Coarse shift-and-stack SNR for a grid point to become a candidate.
     grid_loss : float
@@ -93,6 +102,9 @@ class DetectionConfig:
     search_max_speed: float = 0.5
     deep_search: bool = False
     deep_search_max_speed: float = 3.0
+    fast_search: bool = True
+    fast_search_window: int = 12
+    fast_search_snr_threshold: float = 5.5
     search_snr_threshold: float = 6.0
     grid_loss: float = 0.1
     search_max_candidates: int = 200
@@ -103,7 +115,8 @@ class DetectionConfig:
 
     def __post_init__(self):
         positive = ("snr_threshold", "link_px", "min_motion_sigma", "multi_int_min_motion_sigma", "max_chi2_dof",
-                    "search_max_speed", "deep_search_max_speed", "search_snr_threshold", "drift_threshold")
+                    "search_max_speed", "deep_search_max_speed", "search_snr_threshold", "drift_threshold",
+                    "fast_search_snr_threshold")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -116,7 +129,7 @@ class DetectionConfig:
         if not 0 < self.grid_loss < 0.5:
             raise ValueError(f"grid_loss must be in (0, 0.5), got {self.grid_loss!r}")
         for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates",
-                     "search_max_candidates"):
+                     "search_max_candidates", "fast_search_window"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.min_groups < 3:

@@ -231,11 +231,13 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
 
     if config.search:
         v_max = config.deep_search_max_speed if config.deep_search else config.search_max_speed
+        fast_max = config.deep_search_max_speed if config.fast_search and not config.deep_search else 0.0
         candidates, stats = matched_filter_search(
             diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
             snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
             max_candidates=config.search_max_candidates, trend_order=trend_order, overwrite=True,
-            backend=config.search_backend,
+            backend=config.search_backend, fast_max_speed=fast_max, fast_window=config.fast_search_window,
+            fast_snr_threshold=config.fast_search_snr_threshold,
         )
         # The search built its planes in the differences' memory: take them again
         # from the ramp, with the objects measured so far taken out.
@@ -245,6 +247,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             _remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
+        counts["n_fast_search_candidates"] = stats["n_fast_candidates"]
         for cand in candidates:
             known = [i for i, (fit, _) in enumerate(fits)
                      if _same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
@@ -253,7 +256,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                 fits[i] = (fits[i][0], "both" if fits[i][1] == "jump" else fits[i][1])
             if known:
                 continue
-            measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * v_max,
+            measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * cand.v_searched,
                     min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)
 

@@ -96,6 +96,61 @@ def test_fast_mover_found_on_the_finest_bins():
     assert abs(best.vx - 0.85) < 0.1 and abs(best.vy + 0.4) < 0.1  # within a grid step or two
 
 
+def test_window_starts_cover_the_ramp_with_the_last_window_at_its_end():
+    assert mf._window_starts(100, 12) == [0, 12, 24, 36, 48, 60, 72, 84, 88]
+    assert mf._window_starts(48, 12) == [0, 12, 24, 36]
+    assert mf._window_starts(9, 12) == [0]
+
+
+def test_fast_windows_find_a_mover_beyond_the_main_search():
+    # 1.8 px/group is far beyond the main search's 0.5: only the fast windows see it.
+    diff = mover_cube(30.3, 64.6, 1.8, 0.45, 120.0, 40, 128, seed=11)
+    plain, _ = search(diff.copy(), v_max=0.5)
+    assert not any(np.hypot(c.vx, c.vy) > 1.0 for c in plain)
+    found, stats = search(diff.copy(), v_max=0.5, fast_max_speed=3.0)
+    assert stats["n_fast_candidates"] >= 1
+    best = max(found, key=lambda c: c.snr)
+    # The windows locate the streak; its timing along it is the fit's job.
+    u = np.array([1.8, 0.45]) / np.hypot(1.8, 0.45)
+    across = abs((best.x - 30.3) * u[1] - (best.y - 64.6) * u[0])
+    assert across < PSF.fwhm and abs(best.vx * u[1] - best.vy * u[0]) < 0.1 * np.hypot(best.vx, best.vy)
+    assert best.v_searched == 3.0
+
+
+def test_find_movers_measures_a_fast_mover_by_default():
+    ramp = np.cumsum(np.concatenate([np.zeros((1, 128, 128)), mover_cube(30.3, 64.6, 1.8, 0.45, 120.0, 40, 128,
+                                                                          seed=11)]), axis=0)[None].astype(np.float32)
+    args = (ramp, np.zeros(ramp.shape, np.uint8), np.zeros((128, 128), np.uint32), GT, PSF, RN, GAIN)
+    table, counts = find_movers(*args)
+    assert len(table) == 1 and table["method"][0] == "search" and counts["n_fast_search_candidates"] >= 1
+    row = table[0]
+    assert abs(row["vx"] * GT - 1.8) < 0.03 and abs(row["vy"] * GT - 0.45) < 0.03
+    t = row["t_int"] / GT - 0.5 * 39  # the mover's reference time is the middle of the 40 reads
+    assert abs(row["x"] - (30.3 + 1.8 * t)) < 0.3 and abs(row["y"] - (64.6 + 0.45 * t)) < 0.3
+    # Without the fast windows the main search only fits fragments of the streak,
+    # slower than the mover and each at a different place: false detections.
+    fragments, _ = find_movers(*args, DetectionConfig(fast_search=False))
+    assert not any(abs(np.hypot(r["vx"], r["vy"]) * GT - np.hypot(1.8, 0.45)) < 0.2 for r in fragments)
+
+
+def test_fast_windows_scan_a_small_fraction_of_the_deep_grid():
+    # Each window's velocity grid is as much coarser per axis as the window is
+    # shorter than the ramp, so the (velocity, pixel) trials of all windows are
+    # window / n_diff (here 0.2) of the deep search's, and the additions, each
+    # over a window's differences, that ratio squared.  Counted, not timed.
+    diff = mover_cube(30.3, 30.6, 1.0, 0.2, 60.0, 60, 64, seed=12)
+    _, fast = search(diff.copy(), v_max=0.5, fast_max_speed=3.0)
+    _, deep = search(diff.copy(), v_max=3.0)
+    _, main = search(diff.copy(), v_max=0.5)
+    assert fast["n_trials"] - main["n_trials"] < 0.25 * deep["n_trials"]
+
+
+def test_fast_windows_add_no_candidate_in_noise():
+    diff = mover_cube(0.0, 0.0, 0.0, 0.0, 0.0, 60, 96, seed=13)
+    found, stats = search(diff, v_max=0.5, fast_max_speed=3.0)
+    assert stats["n_fast_candidates"] == 0 and found == []
+
+
 # --- backends ----------------------------------------------------------------------
 
 def _candidates(backend, diff):

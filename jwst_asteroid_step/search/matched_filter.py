@@ -48,13 +48,17 @@ class SearchCandidate:
     Attributes
     ----------
     x, y : float
-        Position (px) at the middle of the integration, ``t_ref``.
+        Position (px) at ``t_ref``: the middle of the integration, or for the
+        fast search the middle of the window that found it.
     vx, vy : float
         Velocity (px per group).
     snr : float
         Coarse SNR of the grid point (an underestimate of the refined SNR).
     t_ref : float
         Reference time in groups since the first read.
+    v_searched : float
+        Top speed (px/group) of the scan that found it: a fit that runs off far
+        beyond it is not this candidate any more.
     """
 
     x: float
@@ -63,6 +67,7 @@ class SearchCandidate:
     vy: float
     snr: float
     t_ref: float
+    v_searched: float = np.inf
 
 
 def velocity_grid_step(sigma_eff, n_groups, grid_loss=0.1):
@@ -191,21 +196,38 @@ def _velocity_annulus(lo, hi, step):
 
 
 def _bilinear(planes, t_bin, x, y, vx, vy):
-    """Sum over bins of planes sampled bilinearly along tracks; arrays broadcast."""
+    """Sum over bins of planes sampled bilinearly along tracks; arrays broadcast.
+
+    Samples outside the planes count as zero.
+    """
+    x, y, vx, vy = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (x, y, vx, vy)))
+    out = _bilinear_sums(planes, np.asarray(t_bin, dtype=np.float64), x.ravel(), y.ravel(), vx.ravel(),
+                         vy.ravel())
+    return out.reshape(x.shape) if x.ndim else float(out[0])
+
+
+@numba.njit(cache=True)
+def _bilinear_sums(planes, t_bin, x, y, vx, vy):
     n_bins, ny, nx = planes.shape
-    total = 0.0
-    for b in range(n_bins):
-        px = x + vx * t_bin[b]
-        py = y + vy * t_bin[b]
-        x0 = np.floor(px).astype(int)
-        y0 = np.floor(py).astype(int)
-        fx, fy = px - x0, py - y0
-        for oy, wy in ((0, 1 - fy), (1, fy)):
-            for ox, wx in ((0, 1 - fx), (1, fx)):
-                xi, yi = x0 + ox, y0 + oy
-                inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
-                total = total + np.where(inside, planes[b, np.clip(yi, 0, ny - 1), np.clip(xi, 0, nx - 1)], 0.0) * wx * wy
-    return total
+    out = np.zeros(x.size)
+    for i in range(x.size):
+        total = 0.0
+        for b in range(n_bins):
+            px = x[i] + vx[i] * t_bin[b]
+            py = y[i] + vy[i] * t_bin[b]
+            x0, y0 = int(np.floor(px)), int(np.floor(py))
+            fx, fy = px - x0, py - y0
+            for oy in range(2):
+                yi = y0 + oy
+                if yi < 0 or yi >= ny:
+                    continue
+                wy = fy if oy else 1.0 - fy
+                for ox in range(2):
+                    xi = x0 + ox
+                    if 0 <= xi < nx:
+                        total += planes[b, yi, xi] * wy * (fx if ox else 1.0 - fx)
+        out[i] = total
+    return out
 
 
 def _refine(planes, t_bin, norm, speed_norm, x, y, vx, vy, step):
@@ -321,10 +343,151 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
     return speed_norm
 
 
+def _window_starts(n_diff, window):
+    """First differences of windows of ``window`` differences covering ``n_diff``.
+
+    The last window ends with the ramp, so it may overlap the one before.
+    """
+    if window >= n_diff:
+        return [0]
+    starts = list(range(0, n_diff - window + 1, window))
+    if starts[-1] + window < n_diff:
+        starts.append(n_diff - window)
+    return starts
+
+
+def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, window, window_snr,
+                     snr_threshold, min_separation, max_peaks, backend, min_consistency=0.3):
+    """Candidates of ``lo``-``hi`` px/group from short windows, confirmed along the whole ramp.
+
+    A coherent search of the whole ramp needs a velocity grid whose spacing shrinks
+    as one over its length, so its cost grows as the cube of the top speed.  Within
+    a window of ``window`` differences the grid can be that much coarser: each
+    window is scanned on its own grid (the window's SNR is the whole track's times
+    about sqrt(window / n_diff)), and each of its peaks is refined along the whole
+    ramp, first in velocity over the window's grid cell, then as in the main
+    search; a candidate must pass ``snr_threshold`` over the whole ramp.
+
+    Parameters
+    ----------
+    fine : ndarray, float32, shape (n_diff, ny, nx)
+        PSF-correlated, clipped planes of single differences.
+    norm : ndarray, shape (ny, nx)
+        Per-pixel normalisation of the whole ramp's statistic.
+    speed_norm : callable
+        Per-speed normalisation of the whole ramp's statistic, reaching ``hi``.
+    lo, hi : float
+        Speeds searched (px/group).
+    sigma_eff : float
+        PSF core width (px) with the pixel.
+    grid_loss : float
+        SNR fraction the window's velocity grid may lose.
+    window : int
+        Differences per window.
+    window_snr : float
+        A window's SNR that makes a peak worth refining.
+    snr_threshold : float
+        Whole-ramp SNR a candidate must reach.
+    min_separation : int
+        Half-size (px) of the neighbourhood a window's peak must be the maximum of.
+    max_peaks : int
+        Most peaks refined per window.
+    backend : str
+        Where the scan runs.
+    min_consistency : float
+        Least :func:`_window_consistency` of a candidate.
+
+    Returns
+    -------
+    candidates : list of SearchCandidate
+    n_trials : int
+        Velocities x pixels scanned over all windows.
+    """
+    n_diff, ny, nx = fine.shape
+    window = min(window, n_diff)
+    t_ref = 0.5 * n_diff
+    step = velocity_grid_step(sigma_eff, n_diff, grid_loss)
+    step_w = velocity_grid_step(sigma_eff, window, grid_loss)
+    vxs, vys = _velocity_annulus(lo, hi, step_w)
+    # The window holds window / n_diff of the track's information.
+    vnorm = (speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window)).astype(np.float32)
+    m = int(np.ceil(0.5 * step_w / step))
+    dv = np.arange(-m, m + 1) * step
+    found, n_trials = [], 0
+    for start in _window_starts(n_diff, window):
+        t_w = start + 0.5 * window
+        t_bin = (np.arange(window) + 0.5 - 0.5 * window).astype(np.float32)
+        planes = fine[start:start + window]
+        if backend == "cpu":
+            snr = np.full((ny, nx), -np.inf, dtype=np.float32)
+            best_iv = np.zeros((ny, nx), dtype=np.int32)
+            _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv)
+        else:
+            snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm)
+        n_trials += vxs.size * ny * nx
+        peaks = (snr >= window_snr) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
+        ys, xs = np.nonzero(peaks)
+        t_all = (np.arange(n_diff) + 0.5 - t_w).astype(np.float32)
+        for i in np.argsort(snr[ys, xs])[::-1][:max_peaks]:
+            x, y, iv = float(xs[i]), float(ys[i]), best_iv[ys[i], xs[i]]
+            if _on_a_line(x, y, vxs[iv], vys[iv], found, hi * n_diff):
+                continue  # a streak already followed (see _on_a_line)
+            # Velocity over the window's grid cell, at the window's position, then
+            # position and velocity together, along the whole ramp.
+            gvx, gvy = np.meshgrid(vxs[iv] + dv, vys[iv] + dv, indexing="ij")
+            whole = _bilinear(fine, t_all, x, y, gvx, gvy) * speed_norm(np.hypot(gvx, gvy))
+            j = np.unravel_index(np.argmax(whole), whole.shape)
+            x, y, vx, vy, s = _refine(fine, t_all, norm, speed_norm, x, y, gvx[j], gvy[j], step)
+            if s >= snr_threshold and _window_consistency(fine, t_all, x, y, vx, vy, window) >= min_consistency:
+                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_w, v_searched=hi))
+    return found, n_trials
+
+
+def _window_consistency(fine, t, x, y, vx, vy, window):
+    """Median share of the statistic along a track that each window holds, relative to an even share.
+
+    About 1 for a mover; a track that only crosses a bright streak, or that lines
+    up chance peaks, gets most of its sum from one window and scores near 0.
+    Windows whose middle lies off the array do not count.
+    """
+    n_diff, ny, nx = fine.shape
+    psi = []
+    for start in _window_starts(n_diff, window):
+        t_mid = t[start] + 0.5 * min(window, n_diff) - 0.5
+        if 0 <= x + vx * t_mid <= nx - 1 and 0 <= y + vy * t_mid <= ny - 1:
+            psi.append(float(_bilinear(fine[start:start + window], t[start:start + window], x, y, vx, vy)))
+    if len(psi) < 2:
+        return 1.0  # one window: nothing to compare
+    psi = np.asarray(psi)
+    return float(np.median(psi) / max(np.mean(psi), 1e-30))
+
+
+def _on_a_line(x, y, vx, vy, lines, length, max_offset_px=3.0, max_angle=0.2):
+    """Whether a track lies along one of ``lines`` (candidates), whatever its timing.
+
+    In read-noise-limited ramps the group differences fix where a fast track lies
+    far better than when the source passed each pixel (a step in a ramp is timed
+    only to a fraction of the ramp), so one streak peaks all along its length in
+    every window, at speeds along it that differ.  A track whose position lies
+    within ``max_offset_px`` of a line, within ``length`` of its point along it,
+    and whose direction agrees within ``max_angle`` (either sense) is that streak
+    again: the moving-PSF fit, started from the line's best candidate, times it.
+    """
+    speed = np.hypot(vx, vy)
+    for c in lines:
+        u = np.array([c.vx, c.vy]) / np.hypot(c.vx, c.vy)
+        d = np.array([x - c.x, y - c.y])
+        angle = np.arccos(min(abs(u @ np.array([vx, vy])) / max(speed, 1e-12), 1.0))
+        if abs(d[0] * u[1] - d[1] * u[0]) < max_offset_px and abs(d @ u) < length and angle < max_angle:
+            return True
+    return False
+
+
 def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_max=0.5,
                           snr_threshold=6.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
                           clip_sigma=8.0, min_separation=3, trend_order=0, noise_scale=1.0,
-                          overwrite=False, backend="cpu"):
+                          overwrite=False, backend="cpu", fast_max_speed=0.0, fast_window=12,
+                          fast_snr_threshold=5.5):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -369,13 +532,23 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     backend : {"cpu", "cupy", "numpy"}
         Where the scan runs: the numba kernel, CuPy on a GPU, or the same
         array code with numpy (:mod:`~jwst_asteroid_step.search.backends`).
+    fast_max_speed : float
+        Above ``v_max``, up to this speed (px/group), search windows of
+        ``fast_window`` differences on their own coarser velocity grids and
+        confirm their peaks along the whole ramp (:func:`_fast_candidates`);
+        0 (or anything up to ``v_max``) for none.
+    fast_window : int
+        Differences per window of the fast search.
+    fast_snr_threshold : float
+        A window's SNR that makes a peak of the fast search worth refining.
 
     Returns
     -------
     candidates : list of SearchCandidate
     stats : dict
-        ``n_velocities`` tested, ``n_trials`` (velocities x pixels) and
-        ``n_peaks``, grid maxima refined.
+        ``n_velocities`` tested, ``n_trials`` (velocities x pixels, the fast
+        windows' included), ``n_peaks``, grid maxima refined, and
+        ``n_fast_candidates``, candidates of the fast windows.
     """
     n_diff, ny, nx = diff.shape
     rn = np.broadcast_to(np.asarray(read_noise, dtype=np.float64), (ny, nx))
@@ -405,16 +578,28 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
                                       float(np.median(rn)), float(np.median(gain)), v_max, basis)
 
     t_ref = 0.5 * n_diff  # in groups; difference k is centred at k + 0.5
-    step = velocity_grid_step(np.sqrt(sigma**2 + 1.0 / 12.0), n_diff, grid_loss)
+    sigma_eff = np.sqrt(sigma**2 + 1.0 / 12.0)
+    step = velocity_grid_step(sigma_eff, n_diff, grid_loss)
     classes = speed_classes(v_max, max_smear_px)
-    finest = classes[-1][2]
+    fast = fast_max_speed > v_max
+    finest = 1 if fast else classes[-1][2]
     n_fine = -(-n_diff // finest)
     fine = diff[:n_fine] if overwrite else np.empty((n_fine, ny, nx), dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine)
     for b in range(fine.shape[0]):
         fine[b] = _correlate_separable(fine[b], prof)
-    found, n_vel, n_peaks = [], 0, 0
+    found, n_vel, n_peaks, n_trials = [], 0, 0, 0
+    if fast:
+        for plane in fine:
+            limit = clip_sigma * _robust_sigma(plane)
+            np.clip(plane, -limit, limit, out=plane)
+        fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
+                                         float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
+        found, n_trials = _fast_candidates(fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss,
+                                           fast_window, fast_snr_threshold, snr_threshold, min_separation,
+                                           max_candidates, backend)
+    n_fast = len(found)
     # Fastest class first, on the finest bins; each slower class's bins are then
     # the previous ones summed in pairs, in place, so the search holds one set of
     # planes at a time.
@@ -447,14 +632,18 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             iv = best_iv[ys[i], xs[i]]
             x, y, vx, vy, s = _refine(planes, t_bin, norm, speed_norm, xs[i], ys[i], vxs[iv], vys[iv], step)
             if s >= snr_threshold:
-                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref))
+                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref, v_searched=v_max))
     del planes, fine
 
     candidates = []
     for cand in sorted(found, key=lambda c: -c.snr):
-        if all(np.hypot(cand.x - c.x, cand.y - c.y) > min_separation for c in candidates):
+        # Compared where each would be at the middle of the ramp.
+        x, y = cand.x + cand.vx * (t_ref - cand.t_ref), cand.y + cand.vy * (t_ref - cand.t_ref)
+        if all(np.hypot(x - c.x - c.vx * (t_ref - c.t_ref), y - c.y - c.vy * (t_ref - c.t_ref)) > min_separation
+               for c in candidates):
             candidates.append(cand)
         if len(candidates) >= max_candidates:
             break
-    stats = {"n_velocities": n_vel, "n_trials": n_vel * ny * nx, "n_peaks": int(n_peaks)}
+    stats = {"n_velocities": n_vel, "n_trials": n_vel * ny * nx + n_trials, "n_peaks": int(n_peaks),
+             "n_fast_candidates": n_fast}
     return candidates, stats
