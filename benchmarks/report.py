@@ -532,7 +532,8 @@ def results_markdown(movers, ramps, perf, meta):
     L.append("")
     L.append("## The detectors\n")
     L.append("- **asteroid_detect (default)**: `find_movers` with `DetectionConfig()` (what the step runs: "
-             "JUMP_DET tracks + matched-filter search up to 0.5 px/group + moving-PSF fit).")
+             "JUMP_DET tracks + matched-filter search up to 0.5 px/group + fast windows from 0.5 "
+             "to 3 px/group + moving-PSF fit).")
     L.append("- **asteroid_detect (deep_search)**: the same with `deep_search=True` (search to 3 px/group); "
              "run on a subset only (see 'The deep search, on fast movers').")
     L.append("- **seed-style**: JUMP_DET cells clustered and classified by the package's `cluster_cells` / "

@@ -102,7 +102,7 @@ class DetectionConfig:
     search_max_speed: float = 0.5
     deep_search: bool = False
     deep_search_max_speed: float = 3.0
-    fast_search: bool = True
+    fast_search: bool = False
     fast_search_window: int = 12
     fast_search_snr_threshold: float = 5.5
     search_snr_threshold: float = 6.0

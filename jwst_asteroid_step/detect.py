@@ -237,7 +237,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
             max_candidates=config.search_max_candidates, trend_order=trend_order, overwrite=True,
             backend=config.search_backend, fast_max_speed=fast_max, fast_window=config.fast_search_window,
-            fast_snr_threshold=config.fast_search_snr_threshold,
+            fast_snr_threshold=config.fast_search_snr_threshold, fast_confirm_snr=config.snr_threshold,
         )
         # The search built its planes in the differences' memory: take them again
         # from the ramp, with the objects measured so far taken out.
@@ -254,7 +254,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                                      cand.vy / group_time, duration, tolerance_px=3.0)]
             for i in known:  # already measured from its jump flags; the search found it too
                 fits[i] = (fits[i][0], "both" if fits[i][1] == "jump" else fits[i][1])
-            if known:
+            if known or (config.fast_search and any(
+                    _along_path(fit, cand.x, cand.y, cand.vx, cand.vy, duration, psf.fwhm) for fit, _ in fits)):
                 continue
             measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * cand.v_searched,
                     min_start_snr=0.5 * config.snr_threshold,
@@ -362,6 +363,27 @@ def _same_object(fit, x, y, t, vx, vy, duration, tolerance_px=2.0):
     dy = fit.y + fit.vy * (t - fit.t_ref) - y
     dv = np.hypot(fit.vx - vx, fit.vy - vy)
     return np.hypot(dx, dy) < tolerance_px and dv * duration / 2 < tolerance_px
+
+
+def _along_path(fit, x, y, vx, vy, duration, fwhm, max_angle=0.2):
+    """Whether a track lies along a fit's path on the array, whatever its timing.
+
+    A fast mover's streak, subtracted once measured, still draws search
+    candidates along it (the ramp places a streak far better than it times it);
+    their fits would only cost time.  The track's point ``x, y`` must lie within
+    ``fwhm`` of the path, and its direction within ``max_angle`` of it, either
+    sense.  A fit that moves less than ``fwhm`` in the integration has no path
+    to speak of: :func:`_same_object` decides there.
+    """
+    speed_fit, speed = np.hypot(fit.vx, fit.vy), np.hypot(vx, vy)
+    if speed_fit * duration < fwhm or speed == 0:
+        return False
+    ux, uy = fit.vx / speed_fit, fit.vy / speed_fit
+    dx, dy = x - fit.x, y - fit.y
+    along = dx * ux + dy * uy
+    on_path = -speed_fit * fit.t_ref - fwhm <= along <= speed_fit * (duration - fit.t_ref) + fwhm
+    parallel = abs(ux * vx + uy * vy) / speed >= np.cos(max_angle)
+    return bool(abs(dx * uy - dy * ux) < fwhm and on_path and parallel)
 
 
 def _deduplicate(fits, duration):

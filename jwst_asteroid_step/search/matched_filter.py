@@ -381,7 +381,8 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     sigma_eff : float
         PSF core width (px) with the pixel.
     grid_loss : float
-        SNR fraction the window's velocity grid may lose.
+        SNR fraction the whole ramp's velocity grid may lose; a window's grid
+        may lose twice as much.
     window : int
         Differences per window.
     window_snr : float
@@ -407,7 +408,9 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     window = min(window, n_diff)
     t_ref = 0.5 * n_diff
     step = velocity_grid_step(sigma_eff, n_diff, grid_loss)
-    step_w = velocity_grid_step(sigma_eff, window, grid_loss)
+    # The windows only nominate: their grid may lose twice as much as the whole
+    # ramp's, which confirms every candidate.
+    step_w = velocity_grid_step(sigma_eff, window, 2.0 * grid_loss)
     vxs, vys = _velocity_annulus(lo, hi, step_w)
     # The window holds window / n_diff of the track's information.
     vnorm = (speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window)).astype(np.float32)
@@ -487,7 +490,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
                           snr_threshold=6.0, grid_loss=0.1, max_smear_px=1.0, max_candidates=200,
                           clip_sigma=8.0, min_separation=3, trend_order=0, noise_scale=1.0,
                           overwrite=False, backend="cpu", fast_max_speed=0.0, fast_window=12,
-                          fast_snr_threshold=5.5):
+                          fast_snr_threshold=5.5, fast_confirm_snr=8.0):
     """Shift-and-stack search of one integration's group differences.
 
     Parameters
@@ -541,6 +544,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         Differences per window of the fast search.
     fast_snr_threshold : float
         A window's SNR that makes a peak of the fast search worth refining.
+    fast_confirm_snr : float
+        Whole-ramp SNR a fast-search candidate must reach (at least
+        ``snr_threshold``): its many windows' trials raise the noise tail.
 
     Returns
     -------
@@ -596,9 +602,10 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             np.clip(plane, -limit, limit, out=plane)
         fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
                                          float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
-        found, n_trials = _fast_candidates(fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss,
-                                           fast_window, fast_snr_threshold, snr_threshold, min_separation,
-                                           max_candidates, backend)
+        found, n_trials = _fast_candidates(
+            fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss, fast_window,
+            fast_snr_threshold, max(snr_threshold, fast_confirm_snr), min_separation, max_candidates,
+            backend)
     n_fast = len(found)
     # Fastest class first, on the finest bins; each slower class's bins are then
     # the previous ones summed in pairs, in place, so the search holds one set of
