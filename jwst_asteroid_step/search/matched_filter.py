@@ -356,6 +356,36 @@ def _window_starts(n_diff, window):
     return starts
 
 
+def _clip_planes(planes, clip_sigma):
+    """Clip each plane in place at ``clip_sigma`` of its robust standard deviation."""
+    for plane in planes:
+        limit = clip_sigma * _robust_sigma(plane)
+        np.clip(plane, -limit, limit, out=plane)
+
+
+def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation, backend):
+    """Scan the velocities; local maxima of the best SNR at or above ``threshold``.
+
+    Returns
+    -------
+    snr, best_iv : ndarray, shape (ny, nx)
+        Best SNR of every starting pixel and the index of its velocity.
+    ys, xs : ndarray of int
+        The maxima, highest SNR first.
+    """
+    ny, nx = planes.shape[1:]
+    if backend == "cpu":
+        snr = np.full((ny, nx), -np.inf, dtype=np.float32)
+        best_iv = np.zeros((ny, nx), dtype=np.int32)
+        _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv)
+    else:
+        snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm)
+    peaks = (snr >= threshold) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(snr[ys, xs])[::-1]
+    return snr, best_iv, ys[order], xs[order]
+
+
 def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, window, window_snr,
                      snr_threshold, min_separation, max_peaks, backend, min_consistency=0.3):
     """Candidates of ``lo``-``hi`` px/group from short windows, confirmed along the whole ramp.
@@ -416,23 +446,16 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     vnorm = (speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window)).astype(np.float32)
     m = int(np.ceil(0.5 * step_w / step))
     dv = np.arange(-m, m + 1) * step
+    t_bin = (np.arange(window) + 0.5 - 0.5 * window).astype(np.float32)  # from each window's middle
     found, n_trials = [], 0
     for start in _window_starts(n_diff, window):
         t_w = start + 0.5 * window
-        t_bin = (np.arange(window) + 0.5 - 0.5 * window).astype(np.float32)
-        planes = fine[start:start + window]
-        if backend == "cpu":
-            snr = np.full((ny, nx), -np.inf, dtype=np.float32)
-            best_iv = np.zeros((ny, nx), dtype=np.int32)
-            _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv)
-        else:
-            snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm)
+        _, best_iv, ys, xs = _scan_maxima(fine[start:start + window], t_bin, vxs, vys, vnorm, norm,
+                                          window_snr, min_separation, backend)
         n_trials += vxs.size * ny * nx
-        peaks = (snr >= window_snr) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
-        ys, xs = np.nonzero(peaks)
         t_all = (np.arange(n_diff) + 0.5 - t_w).astype(np.float32)
-        for i in np.argsort(snr[ys, xs])[::-1][:max_peaks]:
-            x, y, iv = float(xs[i]), float(ys[i]), best_iv[ys[i], xs[i]]
+        for yi, xi in zip(ys[:max_peaks], xs[:max_peaks]):
+            x, y, iv = float(xi), float(yi), best_iv[yi, xi]
             if _on_a_line(x, y, vxs[iv], vys[iv], found, hi * n_diff):
                 continue  # a streak already followed (see _on_a_line)
             # Velocity over the window's grid cell, at the window's position, then
@@ -597,9 +620,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     if fast:
-        for plane in fine:
-            limit = clip_sigma * _robust_sigma(plane)
-            np.clip(plane, -limit, limit, out=plane)
+        _clip_planes(fine, clip_sigma)
         fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
                                          float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
         found, n_trials = _fast_candidates(
@@ -618,26 +639,18 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         n_bins = planes.shape[0]
         t_bin = np.array([0.5 * (b * bin_len + min((b + 1) * bin_len, n_diff)) - t_ref
                           for b in range(n_bins)], dtype=np.float32)
-        for plane in planes:
-            limit = clip_sigma * _robust_sigma(plane)
-            np.clip(plane, -limit, limit, out=plane)
+        _clip_planes(planes, clip_sigma)
         vxs, vys = _velocity_annulus(lo, hi, step)
         n_vel += vxs.size
         vnorm = speed_norm(np.hypot(vxs, vys)).astype(np.float32)
-        if backend == "cpu":
-            snr = np.full((ny, nx), -np.inf, dtype=np.float32)
-            best_iv = np.zeros((ny, nx), dtype=np.int32)
-            _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv)
-        else:
-            snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm)
         # Grid points a little below threshold can refine above it.
-        peaks = (snr >= 0.85 * snr_threshold) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
-        ys, xs = np.nonzero(peaks)
-        order = np.argsort(snr[ys, xs])[::-1][: 4 * max_candidates]
-        n_peaks += order.size
-        for i in order:
-            iv = best_iv[ys[i], xs[i]]
-            x, y, vx, vy, s = _refine(planes, t_bin, norm, speed_norm, xs[i], ys[i], vxs[iv], vys[iv], step)
+        _, best_iv, ys, xs = _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, 0.85 * snr_threshold,
+                                          min_separation, backend)
+        ys, xs = ys[: 4 * max_candidates], xs[: 4 * max_candidates]
+        n_peaks += ys.size
+        for yi, xi in zip(ys, xs):
+            iv = best_iv[yi, xi]
+            x, y, vx, vy, s = _refine(planes, t_bin, norm, speed_norm, xi, yi, vxs[iv], vys[iv], step)
             if s >= snr_threshold:
                 found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref, v_searched=v_max))
     del planes, fine
