@@ -53,7 +53,7 @@ DETECTION_COLUMNS = {
 
 
 #: Per-integration measurements in the counts (not summed over integrations).
-_MEASURES = ("noise_scale_x1000", "drift_excess_x1000", "trend_order")
+_MEASURES = ("noise_scale_x1000", "drift_excess_x1000", "trend_order", "fast_noise_excess_x1000")
 
 
 def _count_key(kind):
@@ -210,12 +210,12 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                   trend_order=trend_order,
                   drift_excess_x1000=int(round(1000 * drift)) if np.isfinite(drift) else -1)
 
-    def measure(track, method, max_speed=np.inf, **precheck):
+    def measure(track, method, max_speed=np.inf, excess_noise=1.0, **precheck):
         fit = fit_moving_psf(diffs.diff, exclude, background, read_noise, gain, group_time, psf, track,
                              trend_order=trend_order, **precheck)
         if fit is None or np.hypot(fit.vx, fit.vy) * group_time > max_speed:
             return  # a search candidate that ran off to speeds it was not found at
-        fit = fit.with_noise_scale(_scale_along(scale, fit, group_time, diffs.n_diffs, psf.fwhm))
+        fit = fit.with_noise_scale(excess_noise * _scale_along(scale, fit, group_time, diffs.n_diffs, psf.fwhm))
         if _accepted(fit, config, background.shape):
             fits.append((fit, method))
             # Later candidates must not explain this object's light again.
@@ -248,6 +248,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
         counts["n_fast_search_candidates"] = stats["n_fast_candidates"]
+        counts["fast_noise_excess_x1000"] = int(round(1000 * stats["fast_noise_excess"]))
         for cand in candidates:
             known = [i for i, (fit, _) in enumerate(fits)
                      if _same_object(fit, cand.x, cand.y, cand.t_ref * group_time, cand.vx / group_time,
@@ -258,7 +259,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                     _along_path(fit, cand.x, cand.y, cand.vx, cand.vy, duration, psf.fwhm) for fit, _ in fits)):
                 continue
             measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * cand.v_searched,
-                    min_start_snr=0.5 * config.snr_threshold,
+                    excess_noise=cand.noise_scale, min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)
 
     rates = (integration_rates([diffs.diff], [exclude], group_time, read_noise, gain) if keep_rates

@@ -98,8 +98,9 @@ def test_strun_on_jwst_products(bright_mover_products, offline_refs, tmp_path):
         assert len(af.tree["catalog"]) == 1
 
 
-def test_real_ground_ramp_has_no_detections(offline_refs, capsys):
-    """Real noise and real cosmic rays, no mover: nothing is reported."""
+@pytest.mark.parametrize("fast_search", [False, True], ids=["default", "fast_search"])
+def test_real_ground_ramp_has_no_detections(offline_refs, capsys, fast_search):
+    """Real noise and real cosmic rays, no mover: nothing is reported, with or without the fast search."""
     from jwst.firstframe import FirstFrameStep
     from jwst.lastframe import LastFrameStep
 
@@ -109,16 +110,17 @@ def test_real_ground_ramp_has_no_detections(offline_refs, capsys):
     ramp = DQInitStep.call(open_real_ramp(), override_mask=str(offline_refs["mask"]))
     ramp = LastFrameStep.call(FirstFrameStep.call(ramp))
     jump, _, _, fitopt = run_jump_and_ramp_fit(ramp, offline_refs)
-    result = AsteroidDetectStep.call(jump, fitopt, **offline_refs.step_overrides())
+    result = AsteroidDetectStep.call(jump, fitopt, fast_search=fast_search, **offline_refs.step_overrides())
     counts = result.meta.asteroid_detect.counts
     with capsys.disabled():
-        print(f"\nreal ground-test ramp: {len(result.catalog)} detections, "
+        print(f"\nreal ground-test ramp (fast_search={fast_search}): {len(result.catalog)} detections, "
               f"{counts.n_cosmic_rays} cosmic rays, {counts.n_jump_cells} JUMP_DET cells")
     assert counts.n_jump_cells > 0 and counts.n_cosmic_rays > 0
     assert len(result.catalog) == 0
 
 
-def test_mover_injected_into_the_real_ramp_is_recovered(offline_refs):
+@pytest.mark.parametrize("fast_search", [False, True], ids=["default", "fast_search"])
+def test_mover_injected_into_the_real_ramp_is_recovered(offline_refs, fast_search):
     """Real noise, real cosmic rays, one injected mover: found where and how it moves."""
     from jwst.firstframe import FirstFrameStep
     from jwst.lastframe import LastFrameStep
@@ -134,7 +136,7 @@ def test_mover_injected_into_the_real_ramp_is_recovered(offline_refs):
     ramp = DQInitStep.call(injected, override_mask=str(offline_refs["mask"]))
     ramp = LastFrameStep.call(FirstFrameStep.call(ramp))
     jump, _, _, fitopt = run_jump_and_ramp_fit(ramp, offline_refs)
-    result = AsteroidDetectStep.call(jump, fitopt, **offline_refs.step_overrides())
+    result = AsteroidDetectStep.call(jump, fitopt, fast_search=fast_search, **offline_refs.step_overrides())
     assert len(result.catalog) == 1
     det, t = result.catalog[0], truth[0]
     assert det["integration"] == 3

@@ -25,6 +25,7 @@ are the previous ones summed in pairs in place, so the search holds no cube of
 its own.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numba
@@ -34,7 +35,7 @@ from scipy import ndimage
 from ..mover_model import mover_differences
 from ..psf import PSFModel
 from ..ramp.noise import difference_covariance, profiled_information, solve_tridiagonal
-from ..ramp.systematics import trend_basis
+from ..ramp.systematics import SAMPLE_SEED, trend_basis
 from ..timebase import difference_intervals
 from .backends import array_module, scan_array
 
@@ -59,6 +60,10 @@ class SearchCandidate:
     v_searched : float
         Top speed (px/group) of the scan that found it: a fit that runs off far
         beyond it is not this candidate any more.
+    noise_scale : float
+        Noise of the scan that found it beyond what the noise model and the
+        per-pixel ``noise_scale`` explain (:func:`_excess_window_noise`); the
+        candidate's measurement must be judged with it.
     """
 
     x: float
@@ -68,6 +73,7 @@ class SearchCandidate:
     snr: float
     t_ref: float
     v_searched: float = np.inf
+    noise_scale: float = 1.0
 
 
 def velocity_grid_step(sigma_eff, n_groups, grid_loss=0.1):
@@ -357,10 +363,28 @@ def _window_starts(n_diff, window):
 
 
 def _clip_planes(planes, clip_sigma):
-    """Clip each plane in place at ``clip_sigma`` of its robust standard deviation."""
-    for plane in planes:
+    """Clip each plane in place at ``clip_sigma`` of its robust standard deviation.
+
+    Returns
+    -------
+    clipped : list of (int, ndarray, ndarray)
+        Per plane, the flat indices and former values of what was clipped (a
+        few pixels: cosmic-ray residuals, bright sources), for :func:`_unclip_planes`.
+    """
+    clipped = []
+    for i, plane in enumerate(planes):
         limit = clip_sigma * _robust_sigma(plane)
+        flat = plane.reshape(-1)
+        idx = np.flatnonzero(np.abs(flat) > limit)
+        clipped.append((i, idx, flat[idx]))
         np.clip(plane, -limit, limit, out=plane)
+    return clipped
+
+
+def _unclip_planes(planes, clipped):
+    """Undo :func:`_clip_planes`."""
+    for i, idx, values in clipped:
+        planes[i].reshape(-1)[idx] = values
 
 
 def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation, backend):
@@ -386,8 +410,91 @@ def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation
     return snr, best_iv, ys[order], xs[order]
 
 
+def _window_times(window):
+    """Times (groups) of a window's differences from the window's middle."""
+    return (np.arange(window) + 0.5 - 0.5 * window).astype(np.float32)
+
+
+_PROBE_ANGLES = np.arange(8) * np.pi / 4
+
+
+def _window_spread(planes, norm, speed_norm, window, speed, margin):
+    """Robust spread of the windows' SNR at one speed in eight directions.
+
+    Pixels within ``margin`` of the edges, whose tracks leave the planes, do not
+    count.  Returns an array (windows, directions), NaN where too few pixels remain.
+    """
+    n_diff, ny, nx = planes.shape
+    vxs = (speed * np.cos(_PROBE_ANGLES)).astype(np.float32)
+    vys = (speed * np.sin(_PROBE_ANGLES)).astype(np.float32)
+    vnorm = (speed_norm(np.full(vxs.size, speed)) * np.sqrt(n_diff / window)).astype(np.float32)
+    t_bin = _window_times(window)
+    inner = (slice(margin, ny - margin), slice(margin, nx - margin))
+    spreads = np.full((len(_window_starts(n_diff, window)), vxs.size), np.nan)
+    for i, start in enumerate(_window_starts(n_diff, window)):
+        for j in range(vxs.size):
+            snr = np.full((ny, nx), -np.inf, dtype=np.float32)
+            _scan(planes[start:start + window], t_bin, vxs[j:j + 1], vys[j:j + 1], vnorm[j:j + 1], norm, snr,
+                  np.zeros((ny, nx), dtype=np.int32))
+            s = snr[inner][norm[inner] > 0]
+            if s.size >= 100:
+                spreads[i, j] = 1.4826 * np.median(np.abs(s - np.median(s)))
+    return spreads
+
+
+def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, poisson, basis, prof, clip_sigma,
+                         size=256, seed=SAMPLE_SEED):
+    """How much noisier the windows' statistic is on the data than on the noise model, by direction.
+
+    A fast track lingers a difference or two on each pixel, so noise correlated
+    along a row or over a few differences adds to its statistic far more than
+    the per-pixel ``noise_scale``, measured on slow templates, tells: the pickup
+    of real MIRI subarrays makes bands that move along the columns, and tracks
+    that follow them.  The windows' statistic at one speed is measured in eight
+    directions on the data and, through the same steps, on pure model noise of
+    the ramp's median pixel (the windows' normalisation is only approximate, so
+    the model's own spread is the reference).
+
+    Returns
+    -------
+    callable
+        Excess (at least 1) for velocities ``(vx, vy)``: the larger of the two
+        probed orientations either side of the direction, whichever the sense.
+    """
+    n_diff = fine.shape[0]
+    window = min(window, n_diff)
+    margin = int(np.ceil(0.5 * speed * window)) + prof.size // 2 + 1
+    rng = np.random.default_rng(seed)
+    reads = rng.normal(0.0, read_noise / np.sqrt(2.0), (n_diff + 1, size, size))
+    diff = (np.diff(reads, axis=0) + rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))).astype(np.float32)
+    model = np.empty_like(diff)
+    _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
+                      np.full((size, size), poisson), basis, 1, model)
+    for b in range(n_diff):
+        model[b] = _correlate_separable(model[b], prof)
+    _clip_planes(model, clip_sigma)
+    # The model is isotropic: its directions are pooled.
+    expected = np.nanmedian(_window_spread(model, np.ones((size, size), dtype=np.float32), speed_norm, window,
+                                           speed, margin))
+    ratio = _window_spread(fine, norm, speed_norm, window, speed, margin) / expected
+    # Per direction the median over windows; per orientation the larger of its
+    # two senses, since a fast track's sense is the fit's to find.  Too small an
+    # array to measure: the model is trusted.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN directions
+        direction = np.nanmedian(ratio, axis=0)
+    orientation = np.maximum(1.0, np.nan_to_num(np.fmax(direction[:4], direction[4:]), nan=1.0))
+
+    def excess(vx, vy):
+        a = np.mod(np.arctan2(vy, vx), np.pi) / (np.pi / 4)  # in probe steps, 0 to 4
+        lo = np.floor(a).astype(int) % 4
+        return np.maximum(orientation[lo], orientation[(lo + 1) % 4])
+
+    return excess
+
+
 def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, window, window_snr,
-                     snr_threshold, min_separation, max_peaks, backend, min_consistency=0.3):
+                     snr_threshold, min_separation, max_peaks, backend, excess=None, min_consistency=0.3):
     """Candidates of ``lo``-``hi`` px/group from short windows, confirmed along the whole ramp.
 
     A coherent search of the whole ramp needs a velocity grid whose spacing shrinks
@@ -425,6 +532,9 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
         Most peaks refined per window.
     backend : str
         Where the scan runs.
+    excess : callable, optional
+        Noise of the windows beyond the model for velocities ``(vx, vy)``
+        (:func:`_excess_window_noise`): the fast search's SNRs are divided by it.
     min_consistency : float
         Least :func:`_window_consistency` of a candidate.
 
@@ -443,10 +553,13 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     step_w = velocity_grid_step(sigma_eff, window, 2.0 * grid_loss)
     vxs, vys = _velocity_annulus(lo, hi, step_w)
     # The window holds window / n_diff of the track's information.
-    vnorm = (speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window)).astype(np.float32)
+    if excess is None:
+        def excess(vx, vy):
+            return np.ones(np.shape(vx))
+    vnorm = (speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window) / excess(vxs, vys)).astype(np.float32)
     m = int(np.ceil(0.5 * step_w / step))
     dv = np.arange(-m, m + 1) * step
-    t_bin = (np.arange(window) + 0.5 - 0.5 * window).astype(np.float32)  # from each window's middle
+    t_bin = _window_times(window)
     found, n_trials = [], 0
     for start in _window_starts(n_diff, window):
         t_w = start + 0.5 * window
@@ -464,8 +577,11 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
             whole = _bilinear(fine, t_all, x, y, gvx, gvy) * speed_norm(np.hypot(gvx, gvy))
             j = np.unravel_index(np.argmax(whole), whole.shape)
             x, y, vx, vy, s = _refine(fine, t_all, norm, speed_norm, x, y, gvx[j], gvy[j], step)
+            scale = float(excess(vx, vy))
+            s /= scale
             if s >= snr_threshold and _window_consistency(fine, t_all, x, y, vx, vy, window) >= min_consistency:
-                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_w, v_searched=hi))
+                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_w, v_searched=hi,
+                                             noise_scale=scale))
     return found, n_trials
 
 
@@ -577,7 +693,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     stats : dict
         ``n_velocities`` tested, ``n_trials`` (velocities x pixels, the fast
         windows' included), ``n_peaks``, grid maxima refined, and
-        ``n_fast_candidates``, candidates of the fast windows.
+        ``n_fast_candidates``, candidates of the fast windows;
+        ``fast_noise_excess``, the largest :attr:`SearchCandidate.noise_scale`
+        of any direction.
     """
     n_diff, ny, nx = diff.shape
     rn = np.broadcast_to(np.asarray(read_noise, dtype=np.float64), (ny, nx))
@@ -620,13 +738,19 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     if fast:
-        _clip_planes(fine, clip_sigma)
+        # The windows clip single differences; the main classes must see the same
+        # bins with or without the fast search and clip their own, so it is undone.
+        clipped = _clip_planes(fine, clip_sigma)
         fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
                                          float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
+        excess = _excess_window_noise(fine, norm, fast_norm, 0.5 * (v_max + fast_max_speed), fast_window,
+                                      float(np.median(rn)), float(np.median(poisson)), basis, prof, clip_sigma)
         found, n_trials = _fast_candidates(
             fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss, fast_window,
             fast_snr_threshold, max(snr_threshold, fast_confirm_snr), min_separation, max_candidates,
-            backend)
+            backend, excess=excess)
+        _unclip_planes(fine, clipped)
+        del clipped
     n_fast = len(found)
     # Fastest class first, on the finest bins; each slower class's bins are then
     # the previous ones summed in pairs, in place, so the search holds one set of
@@ -665,5 +789,6 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         if len(candidates) >= max_candidates:
             break
     stats = {"n_velocities": n_vel, "n_trials": n_vel * ny * nx + n_trials, "n_peaks": int(n_peaks),
-             "n_fast_candidates": n_fast}
+             "n_fast_candidates": n_fast,
+             "fast_noise_excess": float(np.max(excess(np.cos(_PROBE_ANGLES), np.sin(_PROBE_ANGLES)))) if fast else 1.0}
     return candidates, stats
