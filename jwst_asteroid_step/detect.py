@@ -94,8 +94,9 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
         fluxes in DN/s.
     counts : dict
         Number of JUMP_DET cells and of events of each kind, over all integrations;
-        the noise measurements (``noise_scale_x1000``, ``drift_excess_x1000``) and the
-        ``trend_order`` profiled, at their largest over the integrations.
+        the noise measurements (``noise_scale_x1000``, ``drift_excess_x1000``, and
+        with the fast search ``fast_noise_excess_x1000``) and the ``trend_order``
+        profiled, at their largest over the integrations.
     """
     config = config or DetectionConfig()
     if config.search_backend != "cpu" and (reason := gpu_unavailable_reason()):
