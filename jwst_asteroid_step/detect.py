@@ -216,7 +216,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                              trend_order=trend_order, **precheck)
         if fit is None or np.hypot(fit.vx, fit.vy) * group_time > max_speed:
             return  # a search candidate that ran off to speeds it was not found at
-        fit = fit.with_noise_scale(excess_noise * _scale_along(scale, fit, group_time, diffs.n_diffs, psf.fwhm))
+        along = _scale_along(scale, fit, group_time, diffs.n_diffs, psf.fwhm)
+        fit = fit.with_noise_scale(excess_noise * along)
         if _accepted(fit, config, background.shape):
             fits.append((fit, method))
             # Later candidates must not explain this object's light again.

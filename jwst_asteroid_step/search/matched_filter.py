@@ -466,7 +466,8 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     margin = int(np.ceil(0.5 * speed * window)) + prof.size // 2 + 1
     rng = np.random.default_rng(seed)
     reads = rng.normal(0.0, read_noise / np.sqrt(2.0), (n_diff + 1, size, size))
-    diff = (np.diff(reads, axis=0) + rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))).astype(np.float32)
+    shot = rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))
+    diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
     model = np.empty_like(diff)
     _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
                       np.full((size, size), poisson), basis, 1, model)
@@ -494,7 +495,7 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
 
 
 def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, window, window_snr,
-                     snr_threshold, min_separation, max_peaks, backend, excess=None, min_consistency=0.3):
+                     snr_threshold, min_separation, max_peaks, backend, excess, min_consistency=0.3):
     """Candidates of ``lo``-``hi`` px/group from short windows, confirmed along the whole ramp.
 
     A coherent search of the whole ramp needs a velocity grid whose spacing shrinks
@@ -532,7 +533,7 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
         Most peaks refined per window.
     backend : str
         Where the scan runs.
-    excess : callable, optional
+    excess : callable
         Noise of the windows beyond the model for velocities ``(vx, vy)``
         (:func:`_excess_window_noise`): the fast search's SNRs are divided by it.
     min_consistency : float
@@ -553,10 +554,8 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     step_w = velocity_grid_step(sigma_eff, window, 2.0 * grid_loss)
     vxs, vys = _velocity_annulus(lo, hi, step_w)
     # The window holds window / n_diff of the track's information.
-    if excess is None:
-        def excess(vx, vy):
-            return np.ones(np.shape(vx))
-    vnorm = (speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window) / excess(vxs, vys)).astype(np.float32)
+    vnorm = speed_norm(np.hypot(vxs, vys)) * np.sqrt(n_diff / window) / excess(vxs, vys)
+    vnorm = vnorm.astype(np.float32)
     m = int(np.ceil(0.5 * step_w / step))
     dv = np.arange(-m, m + 1) * step
     t_bin = _window_times(window)
@@ -579,9 +578,10 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
             x, y, vx, vy, s = _refine(fine, t_all, norm, speed_norm, x, y, gvx[j], gvy[j], step)
             scale = float(excess(vx, vy))
             s /= scale
-            if s >= snr_threshold and _window_consistency(fine, t_all, x, y, vx, vy, window) >= min_consistency:
-                found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_w, v_searched=hi,
-                                             noise_scale=scale))
+            if s < snr_threshold or _window_consistency(fine, t_all, x, y, vx, vy, window) < min_consistency:
+                continue
+            found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_w, v_searched=hi,
+                                         noise_scale=scale))
     return found, n_trials
 
 
@@ -744,7 +744,8 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
                                          float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
         excess = _excess_window_noise(fine, norm, fast_norm, 0.5 * (v_max + fast_max_speed), fast_window,
-                                      float(np.median(rn)), float(np.median(poisson)), basis, prof, clip_sigma)
+                                      float(np.median(rn)), float(np.median(poisson)), basis, prof,
+                                      clip_sigma)
         found, n_trials = _fast_candidates(
             fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss, fast_window,
             fast_snr_threshold, max(snr_threshold, fast_confirm_snr), min_separation, max_candidates,
@@ -788,7 +789,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             candidates.append(cand)
         if len(candidates) >= max_candidates:
             break
+    worst = float(np.max(excess(np.cos(_PROBE_ANGLES), np.sin(_PROBE_ANGLES)))) if fast else 1.0
     stats = {"n_velocities": n_vel, "n_trials": n_vel * ny * nx + n_trials, "n_peaks": int(n_peaks),
-             "n_fast_candidates": n_fast,
-             "fast_noise_excess": float(np.max(excess(np.cos(_PROBE_ANGLES), np.sin(_PROBE_ANGLES)))) if fast else 1.0}
+             "n_fast_candidates": n_fast, "fast_noise_excess": worst}
     return candidates, stats
