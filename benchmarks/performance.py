@@ -169,7 +169,8 @@ def run_performance(settings, refs, progress=None):
     Returns
     -------
     dict
-        ``main`` (one dict per ngroups), ``deep`` (dict or None), ``top_speed`` (one
+        ``main`` (one dict per ngroups), ``deep`` and ``fast`` (the opt-in searches,
+        dict or None), ``top_speed`` (one
         dict per extra top speed), ``scaling`` (list of dicts), ``skipped`` (list of str).
     """
     from jwst.jump import JumpStep
@@ -180,7 +181,8 @@ def run_performance(settings, refs, progress=None):
     over = _step_overrides(AsteroidDetectStep, refs)
     jwst_over = refs.overrides("gain", "readnoise")
     sub = SUBARRAYS[settings.subarray]
-    out = {"subarray": settings.subarray, "main": [], "deep": None, "top_speed": [], "scaling": [], "skipped": []}
+    out = {"subarray": settings.subarray, "main": [], "deep": None, "fast": None, "top_speed": [], "scaling": [],
+           "skipped": []}
 
     def say(msg):
         if progress:
@@ -267,6 +269,16 @@ def run_performance(settings, refs, progress=None):
             })
             say(f"performance: search to {speed} px/group at {ng} groups: {t_s:.1f} s")
             del cat
+        fast, t_fast, m_fast, _ = _measure(AsteroidDetectStep.call, jump, fast_search=True, **over)
+        fc = dict(fast.meta.asteroid_detect.counts.instance)
+        out["fast"] = {
+            "ngroups": ng, "seconds": t_fast, "mem_mb": m_fast / 2**20,
+            "mem_ratio": m_fast / (row["cube_mb"] * 2**20),
+            "n_search_trials": int(fc.get("n_search_trials", 0)), "n_detections": len(fast.catalog),
+            "time_ratio": t_fast / (row["seconds_jump"] + row["seconds_ramp_fit"]),
+        }
+        say(f"performance: fast search at {ng} groups: {t_fast:.1f} s (x{out['fast']['time_ratio']:.2f})")
+        del fast
         deep, t_deep, m_deep, _ = _measure(AsteroidDetectStep.call, jump, deep_search=True, **over)
         dc = dict(deep.meta.asteroid_detect.counts.instance)
         out["deep"] = {

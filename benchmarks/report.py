@@ -751,6 +751,11 @@ def results_markdown(movers, ramps, perf, meta):
         L.append("")
     for s in perf.get("skipped", []):
         L.append(f"- skipped: {s}")
+    fast = perf.get("fast")
+    if fast:
+        L.append(f"\nOpt-in fast search (`fast_search=True`, windows from 0.5 to 3 px/group) at {fast['ngroups']} "
+                 f"groups: **{fast['seconds']:.1f} s** ({fast['time_ratio']:.2f}× jump + ramp_fit), "
+                 f"+{fast['mem_mb']:.0f} MB ({fast['mem_ratio']:.2f} cubes), {fast['n_detections']} detections.\n")
     deep = perf.get("deep")
     if deep:
         L.append(f"\nDeep search (`deep_search=True`, to 3 px/group) at {deep['ngroups']} groups: "

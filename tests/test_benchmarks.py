@@ -32,6 +32,7 @@ def test_smoke_run_writes_results(tmp_path):
                     "## False positives per full-frame integration", "## Measurement errors vs SNR",
                     "## Depth", "## The real ground-test ramp", "## Performance"):
         assert heading in text
+    assert "Opt-in fast search (`fast_search=True`" in text  # its time next to the default's
     for name in ("completeness_vs_snr.png", "completeness_vs_speed.png", "errors_vs_snr.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     movers = Table.read(tmp_path / "data" / "recovery_movers.ecsv")
