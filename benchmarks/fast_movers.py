@@ -9,7 +9,7 @@ bench (position within max(2 px, FWHM) at the detection's ``t_int``, speed withi
 grid's empty ramps with full-frame timing and the same lengths then give both
 configurations' false positives per full-frame integration (area-scaled).
 
-Run from the repository root (about 35 minutes on 2 cores)::
+Run from the repository root (about 30 minutes on 2 cores)::
 
     python -m benchmarks.fast_movers
 """
