@@ -36,7 +36,7 @@ from .ramp.systematics import drift_excess, edge_transients, noise_scale
 from .search.backends import gpu_unavailable_reason
 from .search.matched_filter import matched_filter_search
 from .search.multi_int import find_multi_int_movers, integration_rates
-from .search.tracks import Track, fit_track
+from .search.tracks import Track, fit_track, offsets_from_line
 from .timebase import integration_offsets, integration_start_mjd, t_int_to_mjd
 
 __all__ = ["DETECTION_COLUMNS", "detections_to_catalog", "find_movers", "find_movers_in_integration"]
@@ -378,15 +378,12 @@ def _along_path(fit, x, y, vx, vy, duration, fwhm, max_angle=0.2):
     sense.  A fit that moves less than ``fwhm`` in the integration has no path
     to speak of: :func:`_same_object` decides there.
     """
-    speed_fit, speed = np.hypot(fit.vx, fit.vy), np.hypot(vx, vy)
-    if speed_fit * duration < fwhm or speed == 0:
+    speed_fit = np.hypot(fit.vx, fit.vy)
+    if speed_fit * duration < fwhm or np.hypot(vx, vy) == 0:
         return False
-    ux, uy = fit.vx / speed_fit, fit.vy / speed_fit
-    dx, dy = x - fit.x, y - fit.y
-    along = dx * ux + dy * uy
+    across, along, cos_angle = offsets_from_line(fit.x, fit.y, fit.vx, fit.vy, x, y, vx, vy)
     on_path = -speed_fit * fit.t_ref - fwhm <= along <= speed_fit * (duration - fit.t_ref) + fwhm
-    parallel = abs(ux * vx + uy * vy) / speed >= np.cos(max_angle)
-    return bool(abs(dx * uy - dy * ux) < fwhm and on_path and parallel)
+    return bool(abs(across) < fwhm and on_path and cos_angle >= np.cos(max_angle))
 
 
 def _deduplicate(fits, duration):

@@ -18,7 +18,7 @@ from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.psf import psf_for_filter
 from jwst_asteroid_step.ramp.noise import matched_filter_snr, matched_filter_snr_correlated
 from jwst_asteroid_step.search.matched_filter import matched_filter_search
-from jwst_asteroid_step.search.tracks import Track, fit_track
+from jwst_asteroid_step.search.tracks import Track, fit_track, offsets_from_line
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
 from jwst_asteroid_step.timebase import difference_intervals
 
@@ -34,6 +34,15 @@ GT = 2.77504  # FULL-frame FAST group time (s)
 def diagonal_cells(n=10, x0=5, y0=30, step_x=1, step_y=-1, k0=0):
     k = np.arange(k0, k0 + n)
     return np.column_stack([k, y0 + step_y * (k - k0), x0 + step_x * (k - k0)]).astype(np.int32)
+
+
+def test_offsets_from_line_either_sense_and_any_timing():
+    # A line through (10, 20) along +x; the track's point 3 px above it, 5 px on.
+    across, along, cos_angle = offsets_from_line(10.0, 20.0, 2.0, 0.0, 15.0, 23.0, -0.5, 0.0)
+    assert across == pytest.approx(-3.0) and along == pytest.approx(5.0)
+    assert cos_angle == pytest.approx(1.0)  # opposite sense, same direction
+    assert offsets_from_line(0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0)[2] == pytest.approx(0.0, abs=1e-12)
+    assert offsets_from_line(0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0)[2] == 0.0  # no motion
 
 
 def test_fit_track_recovers_straight_line():

@@ -142,7 +142,7 @@ def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_or
     t, py, px = sample
     # Robust spreads (MAD): a source's wings in a few sampled pixels must not
     # pass for noise.
-    frame = max(1.0, _mad_sigma(t))
+    frame = max(1.0, mad_sigma(t))
     scale = np.full((ny, nx), frame)
     for axis_index, size, axis in ((py, ny, 0), (px, nx, 1)):
         line = np.ones(size)
@@ -153,7 +153,7 @@ def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_or
             # of many raw estimates would cost every track ~20 % of SNR, while a
             # truly noisy row (edge rows, 1/f noise) stays raised.
             if sel.size >= 10:
-                line[i] = _mad_sigma(sel) - 2.0 * frame * _MAD_SIGMA_ERROR / np.sqrt(sel.size)
+                line[i] = mad_sigma(sel) - 2.0 * frame * _MAD_SIGMA_ERROR / np.sqrt(sel.size)
         scale = np.maximum(scale, line[:, None] if axis == 0 else line[None, :])
     return scale
 
@@ -188,7 +188,7 @@ def drift_excess(diff, exclude, background, read_noise, gain, n_pixels=20000, se
         return float("nan")
     drift = trend_basis(n_k, 1)[:, 1]
     sample = _template_statistic(diff, exclude, background, read_noise, gain, drift, 0, n_pixels, seed)
-    return float("nan") if sample is None else _mad_sigma(sample[0])
+    return float("nan") if sample is None else mad_sigma(sample[0])
 
 
 def _template_statistic(diff, exclude, background, read_noise, gain, template, trend_order, n_pixels,
@@ -233,9 +233,10 @@ def _template_statistic(diff, exclude, background, read_noise, gain, template, t
 #: Standard error of the median of unit normals times sqrt(sample size).
 _MEDIAN_ERROR = 1.2533
 
-#: Relative standard error of :func:`_mad_sigma` times sqrt(sample size), for normal data.
+#: Relative standard error of :func:`mad_sigma` times sqrt(sample size), for normal data.
 _MAD_SIGMA_ERROR = 1.17
 
 
-def _mad_sigma(values):
+def mad_sigma(values):
+    """Standard deviation of normal ``values`` from their median absolute deviation."""
     return 1.4826 * float(np.median(np.abs(values - np.median(values))))

@@ -35,9 +35,10 @@ from scipy import ndimage
 from ..mover_model import mover_differences
 from ..psf import PSFModel
 from ..ramp.noise import difference_covariance, profiled_information, solve_tridiagonal
-from ..ramp.systematics import SAMPLE_SEED, trend_basis
+from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
 from .backends import array_module, scan_array
+from .tracks import offsets_from_line
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
 
@@ -189,7 +190,7 @@ def _robust_sigma(plane):
     sample = sample[sample != 0]
     if sample.size == 0:
         return np.inf
-    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    return mad_sigma(sample)
 
 
 def _velocity_annulus(lo, hi, step):
@@ -362,21 +363,24 @@ def _window_starts(n_diff, window):
     return starts
 
 
-def _clip_planes(planes, clip_sigma):
+def _clip_planes(planes, clip_sigma, keep=False):
     """Clip each plane in place at ``clip_sigma`` of its robust standard deviation.
 
     Returns
     -------
     clipped : list of (int, ndarray, ndarray)
-        Per plane, the flat indices and former values of what was clipped (a
-        few pixels: cosmic-ray residuals, bright sources), for :func:`_unclip_planes`.
+        With ``keep``, per plane the flat indices and former values of what was
+        clipped (a few pixels: cosmic-ray residuals, bright sources), for
+        :func:`_unclip_planes`; otherwise empty (the search's main classes clip
+        for good, and finding what was clipped costs a pass over every plane).
     """
     clipped = []
     for i, plane in enumerate(planes):
         limit = clip_sigma * _robust_sigma(plane)
-        flat = plane.reshape(-1)
-        idx = np.flatnonzero(np.abs(flat) > limit)
-        clipped.append((i, idx, flat[idx]))
+        if keep:
+            flat = plane.reshape(-1)
+            idx = np.flatnonzero(np.abs(flat) > limit)
+            clipped.append((i, idx, flat[idx]))
         np.clip(plane, -limit, limit, out=plane)
     return clipped
 
@@ -433,15 +437,17 @@ def _window_spread(planes, norm, speed_norm, window, speed, margin):
     # to save the medians' cost.
     stride = max(1, int(np.sqrt(max(ny - 2 * margin, 0) * max(nx - 2 * margin, 0) / 2.5e5)))
     inner = (slice(margin, ny - margin, stride), slice(margin, nx - margin, stride))
-    spreads = np.full((len(_window_starts(n_diff, window)), vxs.size), np.nan)
-    for i, start in enumerate(_window_starts(n_diff, window)):
+    starts = _window_starts(n_diff, window)
+    spreads = np.full((len(starts), vxs.size), np.nan)
+    snr, unused_iv = np.empty((ny, nx), dtype=np.float32), np.zeros((ny, nx), dtype=np.int32)
+    for i, start in enumerate(starts):
         for j in range(vxs.size):
-            snr = np.full((ny, nx), -np.inf, dtype=np.float32)
+            snr[:] = -np.inf
             _scan(planes[start:start + window], t_bin, vxs[j:j + 1], vys[j:j + 1], vnorm[j:j + 1], norm, snr,
-                  np.zeros((ny, nx), dtype=np.int32))
+                  unused_iv)
             s = snr[inner][norm[inner] > 0]
             if s.size >= 50:
-                spreads[i, j] = 1.4826 * np.median(np.abs(s - np.median(s)))
+                spreads[i, j] = mad_sigma(s)
     return spreads
 
 
@@ -618,12 +624,9 @@ def _on_a_line(x, y, vx, vy, lines, length, max_offset_px=3.0, max_angle=0.2):
     and whose direction agrees within ``max_angle`` (either sense) is that streak
     again: the moving-PSF fit, started from the line's best candidate, times it.
     """
-    speed = np.hypot(vx, vy)
     for c in lines:
-        u = np.array([c.vx, c.vy]) / np.hypot(c.vx, c.vy)
-        d = np.array([x - c.x, y - c.y])
-        angle = np.arccos(min(abs(u @ np.array([vx, vy])) / max(speed, 1e-12), 1.0))
-        if abs(d[0] * u[1] - d[1] * u[0]) < max_offset_px and abs(d @ u) < length and angle < max_angle:
+        across, along, cos_angle = offsets_from_line(c.x, c.y, c.vx, c.vy, x, y, vx, vy)
+        if abs(across) < max_offset_px and abs(along) < length and cos_angle > np.cos(max_angle):
             return True
     return False
 
@@ -743,7 +746,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     if fast:
         # The windows clip single differences; the main classes must see the same
         # bins with or without the fast search and clip their own, so it is undone.
-        clipped = _clip_planes(fine, clip_sigma)
+        clipped = _clip_planes(fine, clip_sigma, keep=True)
         fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
                                          float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
         excess = _excess_window_noise(fine, norm, fast_norm, 0.5 * (v_max + fast_max_speed), fast_window,

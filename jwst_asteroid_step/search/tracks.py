@@ -4,7 +4,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Track", "fit_track"]
+__all__ = ["Track", "fit_track", "offsets_from_line"]
+
+
+def offsets_from_line(x0, y0, vx0, vy0, x, y, vx, vy):
+    """Where a track lies relative to a line, whatever either one's timing.
+
+    Parameters
+    ----------
+    x0, y0, vx0, vy0 : float
+        A point of the line and its direction (any non-zero velocity).
+    x, y, vx, vy : float
+        A point of the track and its velocity.
+
+    Returns
+    -------
+    across, along : float
+        Offset of ``(x, y)`` from ``(x0, y0)`` across and along the line (px).
+    cos_angle : float
+        ``|cos|`` of the angle between the two directions, whichever the sense;
+        0 for a track that does not move.
+    """
+    speed0, speed = np.hypot(vx0, vy0), np.hypot(vx, vy)
+    ux, uy = vx0 / speed0, vy0 / speed0
+    dx, dy = x - x0, y - y0
+    cos_angle = abs(ux * vx + uy * vy) / speed if speed > 0 else 0.0
+    return dx * uy - dy * ux, dx * ux + dy * uy, cos_angle
 
 
 @dataclass
