@@ -250,6 +250,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         counts["n_search_trials"] = stats["n_trials"]
         counts["n_search_candidates"] = len(candidates)
         counts["n_fast_search_candidates"] = stats["n_fast_candidates"]
+        counts["n_slow_motion_candidates"] = stats["n_slow_candidates"]
         counts["fast_noise_excess_x1000"] = int(round(1000 * stats["fast_noise_excess"]))
         for cand in candidates:
             known = [i for i, (fit, _) in enumerate(fits)
@@ -261,7 +262,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                     _along_path(fit, cand.x, cand.y, cand.vx, cand.vy, duration, psf.fwhm) for fit, _ in fits)):
                 continue
             measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * cand.v_searched,
-                    excess_noise=cand.noise_scale, min_start_snr=0.5 * config.snr_threshold,
+                    excess_noise=cand.noise_scale, flux_from_mean_image=cand.sub_psf,
+                    min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)
 
     rates = (integration_rates([diffs.diff], [exclude], group_time, read_noise, gain) if keep_rates

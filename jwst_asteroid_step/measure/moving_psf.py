@@ -16,7 +16,7 @@ from ..mover_model import n_sub_samples
 from ..ramp.noise import difference_covariance, whiten
 from ..ramp.systematics import trend_basis
 
-__all__ = ["MovingFit", "fit_moving_psf"]
+__all__ = ["MovingFit", "fit_moving_psf", "static_photometry"]
 
 
 @dataclass
@@ -221,9 +221,102 @@ class _Cells:
         return out
 
 
+class _StaticImage:
+    """PSF-weighted photometry of the mean image (each pixel's mean difference) near a point.
+
+    The weights are the PSF at ``(x, y)``, on a box whose border's median is the
+    sky.  A source crossing less than its PSF leaves most of its light in the
+    static scene that the moving-PSF fit profiles out, so the fit alone knows only
+    ``flux x speed``; this photometry knows the flux.
+    """
+
+    def __init__(self, mean_image, x, y, psf, variance=None):
+        r = psf.radius + 2
+        ny, nx = mean_image.shape
+        cx, cy = int(round(x)), int(round(y))
+        self.inside = r <= cx < nx - r and r <= cy < ny - r
+        if not self.inside:
+            return
+        gy, gx = np.mgrid[cy - r:cy + r + 1, cx - r:cx + r + 1]
+        self.gx, self.gy, self.psf = gx.astype(float), gy.astype(float), psf
+        self.w = psf.pixel_fraction(self.gx - x, self.gy - y)
+        self.norm = float(np.sum(self.w**2))
+        box = mean_image[cy - r:cy + r + 1, cx - r:cx + r + 1].astype(float)
+        edge = np.ones(box.shape, dtype=bool)
+        edge[1:-1, 1:-1] = False
+        sub = box - np.median(box[edge])
+        self.flux = float(np.sum(self.w * sub) / self.norm)  # charge per difference
+        self.flux_err = (float(np.sqrt(np.sum(self.w**2 * variance[cy - r:cy + r + 1, cx - r:cx + r + 1])) / self.norm)
+                         if variance is not None else np.nan)
+        # Unweighted centroid of the light within three core widths: a weighted
+        # one would be pulled towards (x, y).
+        disk = np.hypot(self.gx - x, self.gy - y) <= 3.0 * psf.components[0][1]
+        total = np.sum(sub[disk])
+        self.offset = (float(np.hypot(np.sum(sub[disk] * (self.gx[disk] - x)),
+                                      np.sum(sub[disk] * (self.gy[disk] - y))) / total)
+                       if total > 0 else np.inf)
+
+    def model(self, p, t):
+        """The photometry of the model's own mean image (same weights), per difference."""
+        x, y, vx, vy, flux = p
+        f = self.psf.pixel_fraction(self.gx[..., None] - (x + vx * t), self.gy[..., None] - (y + vy * t))
+        return flux * float(np.sum(self.w * f.mean(axis=-1))) / self.norm
+
+
+def static_photometry(mean_image, x, y, psf):
+    """PSF-weighted flux of a static source at ``(x, y)`` in a mean image, and the light's offset from it.
+
+    Parameters
+    ----------
+    mean_image : ndarray, shape (ny, nx)
+        Each pixel's mean group difference (DN).
+    x, y : float
+        Position (px).
+    psf : PSFModel
+
+    Returns
+    -------
+    flux : float
+        Charge per difference (DN) of a PSF at ``(x, y)`` that explains the
+        light above the box's border; NaN when the box leaves the image.
+    offset : float
+        Distance (px) from ``(x, y)`` of the light's centroid within three core
+        widths; infinite when there is no light.
+    """
+    phot = _StaticImage(mean_image, x, y, psf)
+    return (phot.flux, phot.offset) if phot.inside else (np.nan, np.nan)
+
+
+class _FluxPrior:
+    """The mean image's photometry as one more measurement in the fit.
+
+    Its residual compares the data's photometry with that of the model's mean
+    image over the same weights, so a track that moves within the box is
+    measured as what it is; the error is the photometry's noise and a
+    ``systematic`` fraction of the flux for the PSF model.
+    """
+
+    def __init__(self, phot, t, group_time, systematic=0.05):
+        self.phot, self.t, self.group_time = phot, t, group_time
+        self.sigma = float(np.hypot(phot.flux_err, systematic * abs(phot.flux)))
+
+    def residual(self, p):
+        return np.array([(self.phot.flux - self.group_time * self.phot.model(p, self.t)) / self.sigma])
+
+    def jacobian(self, p, step=(1e-3, 1e-3, 1e-5, 1e-5)):
+        row = np.empty((1, 5))
+        base = self.residual(p)[0]
+        for i, h in enumerate(step):  # the motion's effect on the mean image, numerically
+            q = np.array(p, dtype=float)
+            q[i] += h
+            row[0, i] = (self.residual(q)[0] - base) / h
+        row[0, 4] = -self.group_time * self.phot.model(np.r_[p[:4], 1.0], self.t) / self.sigma
+        return row
+
+
 def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf, guess, margin=2,
                    min_start_snr=0.0, min_start_consistency=-np.inf, trend_order=0, rebuild_px=0.5,
-                   max_rebuilds=2):
+                   max_rebuilds=2, flux_from_mean_image=False):
     """Least-squares fit of a moving PSF to group differences, with their full covariance.
 
     Parameters
@@ -256,6 +349,11 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         When the first pass moves the path by more than ``rebuild_px`` (px) at
         some difference, the fit boxes are laid again along the fitted path and
         the pass repeated, at most ``max_rebuilds`` times.
+    flux_from_mean_image : bool
+        Also fit the PSF-weighted photometry of ``background`` (each pixel's mean
+        difference) at the guess's mid-integration position, for a source that
+        crosses less than its PSF: the profiled differences fix only its
+        ``flux x speed``.  Meaningless where other light shares the spot.
 
     Returns
     -------
@@ -277,6 +375,15 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     cells = cells_along(p0)
     if cells is None:
         return None
+    prior = None
+    if flux_from_mean_image:
+        n_diff = diff.shape[0]
+        t_half = 0.5 * n_diff * group_time - t_ref
+        variance = (np.asarray(read_noise, dtype=float) ** 2 / n_diff
+                    + np.maximum(background, 0) / np.asarray(gain, dtype=float)) / n_diff
+        phot = _StaticImage(background, guess.x + guess.vx * t_half, guess.y + guess.vy * t_half, psf,
+                            np.broadcast_to(variance, background.shape))
+        prior = _FluxPrior(phot, t_mid, group_time) if phot.inside and phot.flux > 0 else None
     m_w = cells.whitened(cells.model(p0, t_ref))
     d_w = cells.whitened(cells.data)
     p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
@@ -290,7 +397,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
             return None
 
     for rebuild in range(max_rebuilds + 1):
-        p = _least_squares(cells, p0, t_ref).x
+        p = _least_squares(cells, p0, t_ref, prior).x
         # The fit sees only the boxes laid along the path it started from: where
         # it moved the path far within them, lay them again along the fitted one,
         # so that what it measures does not depend on where it started (a jump
@@ -311,13 +418,15 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     # Second pass: Poisson noise of the source itself, and drop cells the model
     # cannot explain (unflagged cosmic rays near the track).
     model = _reweight(cells, p0, t_ref, read_noise, gain)
-    result = _least_squares(cells, p0, t_ref)
+    result = _least_squares(cells, p0, t_ref, prior)
     p0 = result.x
     model = _reweight(cells, p0, t_ref, read_noise, gain)
     keep = cells.keep
     d_w = cells.whitened(cells.data)
     m_w = cells.whitened(model)
     jac = cells.whitened(cells.jacobian(p0, t_ref))
+    if prior is not None:
+        jac = np.vstack([jac, prior.jacobian(p0)])
     dof = max(int(keep.sum()) - 5 - cells.n_levels, 1)
     chi2 = float(np.sum((d_w - m_w) ** 2))
     try:
@@ -344,11 +453,19 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     )
 
 
-def _least_squares(cells, p0, t_ref):
-    """Levenberg-Marquardt fit of (x, y, vx, vy, flux) to the whitened, profiled cells."""
+def _least_squares(cells, p0, t_ref, prior=None):
+    """Levenberg-Marquardt fit of (x, y, vx, vy, flux) to the whitened, profiled cells (and a prior)."""
     d_w = cells.whitened(cells.data)
-    return least_squares(lambda p: d_w - cells.whitened(cells.model(p, t_ref)), p0,
-                         jac=lambda p: -cells.whitened(cells.jacobian(p, t_ref)), x_scale="jac", method="lm")
+
+    def residual(p):
+        r = d_w - cells.whitened(cells.model(p, t_ref))
+        return r if prior is None else np.concatenate([r, prior.residual(p)])
+
+    def jacobian(p):
+        j = -cells.whitened(cells.jacobian(p, t_ref))
+        return j if prior is None else np.vstack([j, prior.jacobian(p)])
+
+    return least_squares(residual, p0, jac=jacobian, x_scale="jac", method="lm")
 
 
 def _reweight(cells, p, t_ref, read_noise, gain, clip=6.0):

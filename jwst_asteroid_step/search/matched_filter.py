@@ -17,7 +17,10 @@ ones; the cost of a class then scales as its (speed range)**3, not as
 tests a square velocity grid whose spacing keeps the SNR lost to the grid under
 ``grid_loss`` (default 10 %).  The scan keeps, for every starting pixel, the best
 velocity; local maxima above a threshold become candidates that the moving-PSF fit
-(:mod:`jwst_asteroid_step.measure.moving_psf`) refines and vets.
+(:mod:`jwst_asteroid_step.measure.moving_psf`) refines and vets.  Sources that move
+less than a grid step in the whole integration, static to the grid's whole-pixel
+shifts, are found from the same pre-whitened differences by
+:mod:`jwst_asteroid_step.search.slow_motion`.
 
 Memory: the bins of the fastest class are built first, in the differences' own
 memory when the caller allows it (``overwrite``), and each slower class's bins
@@ -38,6 +41,7 @@ from ..ramp.noise import difference_covariance, profiled_information, solve_trid
 from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
 from .backends import array_module, scan_array
+from .slow_motion import slow_motion_candidates
 from .tracks import offsets_from_line
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
@@ -65,6 +69,10 @@ class SearchCandidate:
         Noise of the scan that found it beyond what the noise model and the
         per-pixel ``noise_scale`` explain (:func:`_excess_window_noise`); the
         candidate's measurement must be judged with it.
+    sub_psf : bool
+        Found as motion across less than the PSF
+        (:mod:`~jwst_asteroid_step.search.slow_motion`): its flux is best
+        measured in the mean image.
     """
 
     x: float
@@ -75,6 +83,7 @@ class SearchCandidate:
     t_ref: float
     v_searched: float = np.inf
     noise_scale: float = 1.0
+    sub_psf: bool = False
 
 
 def velocity_grid_step(sigma_eff, n_groups, grid_loss=0.1):
@@ -250,7 +259,7 @@ def _refine(planes, t_bin, norm, speed_norm, x, y, vx, vy, step):
 
 
 @numba.njit(parallel=True, cache=True)
-def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
+def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, info_t):
     """Sum over time bins of the profiled, pre-whitened residual of every pixel.
 
     Per pixel, ``z = C^-1 (r - B c)`` with ``B c`` the generalised-least-squares
@@ -258,10 +267,19 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
     track's profiled matched-filter numerator is then ``sum_k s_k z_k``, again a
     sum along the track, so the shift-and-stack runs on ``z`` exactly as on
     independent data.  The pixel's static scene drops out, whatever its level.
+
+    Also ``z_t = sum_k t_k z_k`` and its variance ``info_t = t' P t`` (``t_k``:
+    the difference's time from the middle, in groups; ``P``: the profiled
+    precision), the numerator and information of a level that changes linearly
+    in time: what a source crossing less than its PSF leaves in each pixel
+    (:mod:`~jwst_asteroid_step.search.slow_motion`).
     """
     n_k, ny, nx = diff.shape
     n_b = basis.shape[1]
     for y in numba.prange(ny):
+        t = np.empty(n_k)
+        ct = np.empty(n_k)
+        bt = np.empty(n_b)
         r = np.empty(n_k)
         dg = np.empty(n_k)
         of = np.empty(max(n_k - 1, 1))
@@ -282,10 +300,12 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
                 for j in range(n_b):
                     b[k, j] = basis[k, j] if ok else 0.0
                 dg[k] = rn2[y, x] + poisson[y, x] if ok else 1.0
+                t[k] = k + 0.5 - 0.5 * n_k if ok else 0.0
                 if k > 0:
                     of[k - 1] = -0.5 * rn2[y, x] if ok and prev_ok else 0.0
                 prev_ok = ok
             solve_tridiagonal(r, dg, of, c_prime, z)
+            solve_tridiagonal(t, dg, of, c_prime, ct)
             for j in range(n_b):
                 for k in range(n_k):
                     col[k] = b[k, j]
@@ -302,14 +322,29 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out):
                         g += b[k, i] * cb[k, j]
                     gram[i, j] = g + (1e-12 if i == j else 0.0)
             coef = np.linalg.solve(gram, rhs)
+            # t' P t = t' C^-1 t - (B' C^-1 t)' (B' C^-1 B)^-1 (B' C^-1 t)
+            tt = 0.0
+            for k in range(n_k):
+                tt += t[k] * ct[k]
+            for j in range(n_b):
+                bt[j] = 0.0
+                for k in range(n_k):
+                    bt[j] += b[k, j] * ct[k]
+            proj = np.linalg.solve(gram, bt)
+            for j in range(n_b):
+                tt -= bt[j] * proj[j]
+            info_t[y, x] = max(tt, 0.0)
             # The pixel's differences are all read: ``out`` may share diff's memory.
             for ib in range(out.shape[0]):
                 out[ib, y, x] = 0.0
+            zt = 0.0
             for k in range(n_k):
                 acc = z[k]
                 for j in range(n_b):
                     acc -= coef[j] * cb[k, j]
                 out[k // bin_len, y, x] += acc
+                zt += t[k] * acc
+            z_t[y, x] = zt
 
 
 def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis):
@@ -478,8 +513,9 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     shot = rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))
     diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
     model = np.empty_like(diff)
+    unused_t = np.empty((2, size, size), dtype=np.float32)
     _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
-                      np.full((size, size), poisson), basis, 1, model)
+                      np.full((size, size), poisson), basis, 1, model, unused_t[0], unused_t[1])
     for b in range(n_diff):
         model[b] = _correlate_separable(model[b], prof)
     _clip_planes(model, clip_sigma)
@@ -700,6 +736,8 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         ``n_velocities`` tested, ``n_trials`` (velocities x pixels, the fast
         windows' included), ``n_peaks``, grid maxima refined, and
         ``n_fast_candidates``, candidates of the fast windows;
+        ``n_slow_candidates``, candidates of sub-pixel motion
+        (:mod:`~jwst_asteroid_step.search.slow_motion`);
         ``fast_noise_excess``, the largest :attr:`SearchCandidate.noise_scale`
         of any direction.
     """
@@ -738,11 +776,20 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     finest = 1 if fast else classes[-1][2]
     n_fine = -(-n_diff // finest)
     fine = diff[:n_fine] if overwrite else np.empty((n_fine, ny, nx), dtype=np.float32)
+    z_t, info_t = np.empty((ny, nx), dtype=np.float32), np.empty((ny, nx), dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
-                      np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine)
+                      np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine, z_t, info_t)
     for b in range(fine.shape[0]):
         fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
+    # Sources that cross less than a grid step: to the grid's whole-pixel shifts
+    # they are static, or a jump.  (Their fits may end anywhere in the main range.)
+    for x, y, vx, vy, s in zip(*slow_motion_candidates(z_t, info_t, background, psf, n_diff, snr_threshold,
+                                                        2.0 * step * n_diff, noise_scale, min_separation,
+                                                        max_candidates)):
+        found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref, v_searched=v_max, sub_psf=True))
+    n_slow = len(found)
+    del z_t, info_t
     if fast:
         # The windows clip single differences; the main classes must see the same
         # bins with or without the fast search and clip their own, so it is undone.
@@ -758,7 +805,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             backend, excess=excess)
         _unclip_planes(fine, clipped)
         del clipped
-    n_fast = len(found)
+    n_fast = len(found) - n_slow
     # Fastest class first, on the finest bins; each slower class's bins are then
     # the previous ones summed in pairs, in place, so the search holds one set of
     # planes at a time.
@@ -797,5 +844,5 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
             break
     worst = float(np.max(excess(np.cos(_PROBE_ANGLES), np.sin(_PROBE_ANGLES)))) if fast else 1.0
     stats = {"n_velocities": n_vel, "n_trials": n_vel * ny * nx + n_trials, "n_peaks": int(n_peaks),
-             "n_fast_candidates": n_fast, "fast_noise_excess": worst}
+             "n_fast_candidates": n_fast, "n_slow_candidates": n_slow, "fast_noise_excess": worst}
     return candidates, stats
