@@ -122,3 +122,13 @@ def test_rate_baseline_finds_streaks_not_stars():
     assert np.hypot(row["x"] - 80, row["y"] - 80) < 1.0
     assert abs(abs(row["vx"]) - abs(row["vy"])) < 0.1 * abs(row["vx"])
     assert np.hypot(row["vx"], row["vy"]) == pytest.approx(length / t_span, rel=0.2)
+
+
+def test_subset_runs_the_selected_grid_ramps(capsys):
+    from benchmarks import subset
+
+    subset.main(["--select", 's.kind == "empty" and s.ngroups == 10 and s.filter == "F770W" and s.timing == "native"'])
+    out = capsys.readouterr().out
+    assert out.startswith("1 ramps")
+    assert "empty F770W ngroups=10 native" in out
+    assert "total: 0/0 movers found" in out

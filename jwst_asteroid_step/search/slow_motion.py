@@ -11,10 +11,11 @@ with ``t`` the difference's time from the middle of the ramp (groups): the
 static part drops out with the pixel's level, and what remains is a level that
 changes linearly in time, with the PSF gradient's shape along the direction of
 motion.  Its amplitude ``a = F v`` enters linearly, so the best ``a`` at every
-position and the likelihood-ratio statistic ``T = H' F^-1 H`` (two degrees of
-freedom) follow from two correlations of the time-weighted, pre-whitened
-residual ``z_t`` (:func:`~jwst_asteroid_step.search.matched_filter._prewhitened_bins`)
-with the PSF's derivatives, whatever the speed.  The source's mean image, its
+position and the likelihood-ratio statistic ``T = H' I^-1 H`` (two degrees of
+freedom; ``I`` the information matrix of ``a``) follow from two correlations of
+the time-weighted, pre-whitened residual ``z_t``
+(:func:`~jwst_asteroid_step.search.matched_filter._prewhitened_bins`) with the PSF's
+derivatives, whatever the speed.  The source's mean image, its
 static part, gives ``F``, hence the speed, and must be centred where ``T``
 peaks: a source that brightens or fades in place (a star's residual
 non-linearity) peaks off its own centre, radially, and is turned away.
@@ -43,7 +44,7 @@ def _core_profiles(psf, radius):
 
 @numba.njit(parallel=True, cache=True)
 def _likelihood_ratio(hx, hy, fxx, fyy, fxy, out):
-    """``H' F^-1 H`` per pixel (0 where F is singular), written to ``out``."""
+    """``H' I^-1 H`` per pixel (0 where the information ``I`` is singular), written to ``out``."""
     ny, nx = hx.shape
     for y in numba.prange(ny):
         for x in range(nx):
@@ -75,7 +76,7 @@ def slow_motion_statistic(z_t, info_t, psf, noise_scale=1.0):
     amplitude : callable
         ``amplitude(y, x)`` gives the best ``(a_x, a_y)`` there (charge per
         difference x px per group); the charge moves away from where the
-        gradient points, ``a = -F^-1 H``.
+        gradient points, ``a = -I^-1 H``.
     """
     p, dp = (v.astype(np.float32) for v in _core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1]))))
     z_t, info_t = np.asarray(z_t, dtype=np.float32), np.asarray(info_t, dtype=np.float32)
