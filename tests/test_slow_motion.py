@@ -123,3 +123,23 @@ def test_find_movers_measures_a_mover_that_crosses_less_than_its_psf(slow_ramp):
     assert np.hypot(row["vx"], row["vy"]) == pytest.approx(np.hypot(t["vx"], t["vy"]), rel=0.3)
     assert row["vx"] * t["vx"] + row["vy"] * t["vy"] > 0
     assert np.hypot(row["vx"], row["vy"]) > 2.0 * np.hypot(row["vx_err"], row["vy_err"])
+
+
+def test_mean_image_flux_breaks_the_fits_flux_speed_degeneracy(slow_ramp):
+    from jwst_asteroid_step.measure.moving_psf import fit_moving_psf
+    from jwst_asteroid_step.ramp.differences import IntegrationDifferences, pixel_mean_rate
+    from jwst_asteroid_step.search.tracks import Track
+
+    sci, groupdq, pixeldq, truth = slow_ramp
+    diffs = IntegrationDifferences(sci[0], groupdq[0], pixeldq)
+    mean_image = np.nan_to_num(pixel_mean_rate(diffs.diff, diffs.jump))
+    t = truth[0]
+    guess = Track(x=t["x"], y=t["y"], vx=t["vx"], vy=t["vy"], t_ref=t["t_ref"], t_first=0.0, t_last=24 * GT,
+                  inliers=np.zeros(0, dtype=bool))
+    fits = {flag: fit_moving_psf(diffs.diff, diffs.jump, mean_image, 7.0, 4.0, GT, PSF, guess,
+                                 flux_from_mean_image=flag) for flag in (False, True)}
+    speed_err = {flag: np.hypot(*f.errors[2:4]) for flag, f in fits.items()}
+    # The differences, each pixel's level profiled, fix flux x speed; the mean image the flux.
+    assert speed_err[True] < 0.5 * speed_err[False]
+    assert fits[True].flux == pytest.approx(t["flux"], rel=0.1)
+    assert fits[True].snr == pytest.approx(fits[False].snr, rel=0.1)

@@ -246,8 +246,11 @@ class _StaticImage:
         edge[1:-1, 1:-1] = False
         sub = box - np.median(box[edge])
         self.flux = float(np.sum(self.w * sub) / self.norm)  # charge per difference
-        self.flux_err = (float(np.sqrt(np.sum(self.w**2 * variance[cy - r:cy + r + 1, cx - r:cx + r + 1])) / self.norm)
-                         if variance is not None else np.nan)
+        if variance is not None:
+            var = variance[cy - r:cy + r + 1, cx - r:cx + r + 1]
+            self.flux_err = float(np.sqrt(np.sum(self.w**2 * var)) / self.norm)
+        else:
+            self.flux_err = np.nan
         # Unweighted centroid of the light within three core widths: a weighted
         # one would be pulled towards (x, y).
         disk = np.hypot(self.gx - x, self.gy - y) <= 3.0 * psf.components[0][1]

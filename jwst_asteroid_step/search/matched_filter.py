@@ -783,11 +783,14 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         fine[b] = _correlate_separable(fine[b], prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     # Sources that cross less than a grid step: to the grid's whole-pixel shifts
-    # they are static, or a jump.  (Their fits may end anywhere in the main range.)
-    for x, y, vx, vy, s in zip(*slow_motion_candidates(z_t, info_t, background, psf, n_diff, snr_threshold,
-                                                        2.0 * step * n_diff, noise_scale, min_separation,
-                                                        max_candidates)):
-        found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref, v_searched=v_max, sub_psf=True))
+    # they are static, or a jump.  A profiled drift takes their signal whole.
+    # (Their fits may end anywhere in the main range.)
+    if trend_order == 0:
+        for x, y, vx, vy, s in zip(*slow_motion_candidates(
+                z_t, info_t, background, psf, n_diff, snr_threshold, 2.0 * step * n_diff, noise_scale,
+                min_separation, max_candidates)):
+            found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref, v_searched=v_max,
+                                         sub_psf=True))
     n_slow = len(found)
     del z_t, info_t
     if fast:
