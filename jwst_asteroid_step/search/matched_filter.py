@@ -41,7 +41,7 @@ from ..ramp.noise import difference_covariance, profiled_information, solve_trid
 from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
 from .backends import array_module, scan_array
-from .slow_motion import slow_motion_candidates
+from .slow_motion import _core_profiles, _correlate, slow_motion_candidates
 from .tracks import offsets_from_line
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
@@ -140,18 +140,6 @@ def speed_classes(v_max, max_smear_px=1.0, max_bin=16):
             return classes[::-1]
         classes.append((hi / 2.0, hi, bin_len))
         hi, bin_len = hi / 2.0, 2 * bin_len
-
-
-def _core_profile(psf, radius):
-    """1-D pixel-integrated core Gaussian of the PSF, normalised to unit sum of the 2-D core."""
-    sigma = psf.components[0][1]
-    offs = np.arange(-radius, radius + 1, dtype=float)
-    return psf._profile_1d(offs, sigma)
-
-
-def _correlate_separable(image, profile):
-    out = ndimage.correlate1d(image, profile, axis=0, mode="constant")
-    return ndimage.correlate1d(out, profile, axis=1, mode="constant")
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
@@ -517,7 +505,7 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
                       np.full((size, size), poisson), basis, 1, model, unused_t[0], unused_t[1])
     for b in range(n_diff):
-        model[b] = _correlate_separable(model[b], prof)
+        model[b] = _correlate(model[b], prof, prof)
     _clip_planes(model, clip_sigma)
     # The model is isotropic: its directions are pooled.
     expected = np.nanmedian(_window_spread(model, np.ones((size, size), dtype=np.float32), speed_norm, window,
@@ -746,7 +734,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), (ny, nx))
     poisson = np.maximum(background, 0) / gain
     sigma = psf.components[0][1]
-    prof = _core_profile(psf, int(np.ceil(3.0 * sigma))).astype(np.float32)
+    prof = _core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
 
     # How much of the ideal data each starting point's footprint holds, relative
     # to clean sky (diagonal approximation): masks, cosmic rays, stars.  Points
@@ -758,8 +746,8 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         n_usable += usable
         valid_k[k] = usable[::8, ::8].mean() > 0.5
     weight = (1.0 / (rn**2 + poisson)).astype(np.float32)
-    phi = _correlate_separable(n_usable * weight, prof**2)
-    phi_full = _correlate_separable(np.full((ny, nx), n_diff, np.float32) * weight, prof**2)
+    phi = _correlate(n_usable * weight, prof**2, prof**2)
+    phi_full = _correlate(np.full((ny, nx), n_diff, np.float32) * weight, prof**2, prof**2)
     ref_weight = np.float32(1.0 / np.median(rn**2 + poisson))
     phi_ref = n_diff * ref_weight * np.sum(prof**2) ** 2
     norm = np.where(phi >= 0.5 * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0)
@@ -780,7 +768,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine, z_t, info_t)
     for b in range(fine.shape[0]):
-        fine[b] = _correlate_separable(fine[b], prof)
+        fine[b] = _correlate(fine[b], prof, prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     # Sources that cross less than a grid step: to the grid's whole-pixel shifts
     # they are static, or a jump.  A profiled drift takes their signal whole.
