@@ -147,7 +147,7 @@ def _merge_multi_int(rows, slow, starts, fwhm, duration, tolerance_px=2.0):
         for j, r in enumerate(rows):
             dt = starts[r["integration"] - 1] + r["t_int"] - t_m
             near = np.hypot(m["x"] + m["vx"] * dt - r["x"], m["y"] + m["vy"] * dt - r["y"]) < tolerance_px
-            if near and np.hypot(r["vx"], r["vy"]) * duration < fwhm:
+            if near and _within_psf(r["vx"], r["vy"], duration, fwhm):
                 drop.add(j)
     return [r for j, r in enumerate(rows) if j not in drop] + [
         {c: m[c] for c in DETECTION_COLUMNS} for m in slow]
@@ -168,7 +168,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     config : DetectionConfig
     keep_rates : bool
         Also return the integration's rate image for the multi-integration search,
-        made after this integration's cosmic rays, showers and movers are set aside.
+        made after this integration's cosmic rays, showers and the movers that
+        cross more than a FWHM in it are set aside.
 
     Returns
     -------
@@ -194,15 +195,13 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE))
     # Showers too faint per pixel for the jump step, and their afterglow.
     showers, n_unflagged = find_showers(diffs.diff, exclude, background, sigma, group_time)
-    for k_first, k_stop, area in showers:
-        exclude[k_first:k_stop] |= area
+    _set_aside(exclude, showers)
     counts["n_showers"] += n_unflagged
     counts["n_showers_unflagged"] = n_unflagged
     # Real ramps: set aside early/late transients, and scale SNRs by how much
     # the slow noise exceeds the model (1 for ramps the model describes).
     n_lead, n_trail = edge_transients(diffs.diff, exclude, sigma)
-    exclude[:n_lead] = True
-    exclude[diffs.n_diffs - n_trail:] = True
+    _set_aside(exclude, (), n_lead, n_trail)
     trend_order, drift = _trend_order(diffs.diff, exclude, background, read_noise, gain, config)
     scale = np.maximum(*(noise_scale(diffs.diff, exclude, background, read_noise, gain, length=n,
                                      trend_order=trend_order) for n in (5, 20)))
@@ -266,8 +265,23 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
                     min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)
 
-    rates = (integration_rates([diffs.diff], [exclude], group_time, read_noise, gain) if keep_rates
-             else None)
+    rates = None
+    if keep_rates:
+        # A mover that stays within a FWHM here is measured better across the
+        # integrations: its light goes back into the rate image, and find_movers
+        # reports it once (_merge_multi_int).
+        back = [_within_psf(fit.vx, fit.vy, duration, psf.fwhm) for fit, _ in fits]
+        if any(back):
+            exclude = _set_aside(events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE)),
+                                 showers, n_lead, n_trail)
+            for (fit, _), restore in zip(fits, back):
+                for k, yy, xx, charge in _track_charge(fit, psf, group_time, diffs.diff.shape):
+                    if restore:
+                        diffs.diff[k, yy, xx] += charge.astype(diffs.diff.dtype)
+                    else:
+                        core = charge > _MASK_LEVEL * sigma[yy, xx]
+                        exclude[k, yy[core], xx[core]] = True
+        rates = integration_rates([diffs.diff], [exclude], group_time, read_noise, gain)
     return [_row(fit, method, cells, psf, group_time, diffs.n_diffs, sci.shape[1:])
             for fit, method in _deduplicate(fits, duration)], counts, rates
 
@@ -285,16 +299,27 @@ def _trend_order(diff, exclude, background, read_noise, gain, config):
     return (0 if drift <= config.drift_threshold else 1), drift
 
 
-def _remove_track(diff, exclude, fit, psf, group_time, sigma, mask_level=2.0):
-    """Subtract a fitted source's expected charge; mask its core.
+def _set_aside(exclude, showers, n_lead=0, n_trail=0):
+    """Mark showers (``(k_first, k_stop, area)``) and edge transients in ``exclude``; return it."""
+    for k_first, k_stop, area in showers:
+        exclude[k_first:k_stop] |= area
+    exclude[:n_lead] = True
+    exclude[exclude.shape[0] - n_trail:] = True
+    return exclude
 
-    A bright source's light reaches far into its wings, where it is faint per
-    pixel but adds up over a track; left in, it lets later candidates explain
-    part of the source again as ghosts beside or across it.  Where the expected
-    charge exceeds ``mask_level`` sigma, the fit's small errors would still
-    leave a usable residual, so those cells are masked instead.
-    """
-    n_k, ny, nx = diff.shape
+
+def _within_psf(vx, vy, duration, fwhm):
+    """Whether a mover (px/s) moves less than a FWHM in ``duration`` seconds."""
+    return np.hypot(vx, vy) * duration < fwhm
+
+
+#: Cells where a subtracted source's expected charge exceeds this many sigma are masked.
+_MASK_LEVEL = 2.0
+
+
+def _track_charge(fit, psf, group_time, shape):
+    """Yield ``(k, yy, xx, charge)``: a fitted source's expected charge (DN) in each difference."""
+    n_k, ny, nx = shape
     r = psf.radius
     oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
     for k in range(n_k):
@@ -303,9 +328,21 @@ def _remove_track(diff, exclude, fit, psf, group_time, sigma, mask_level=2.0):
         yy, xx = int(round(py)) + oy, int(round(px)) + ox
         ok = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
         yy, xx = yy[ok], xx[ok]
-        charge = fit.flux * group_time * psf.pixel_fraction(xx - px, yy - py)
+        yield k, yy, xx, fit.flux * group_time * psf.pixel_fraction(xx - px, yy - py)
+
+
+def _remove_track(diff, exclude, fit, psf, group_time, sigma):
+    """Subtract a fitted source's expected charge; mask its core.
+
+    A bright source's light reaches far into its wings, where it is faint per
+    pixel but adds up over a track; left in, it lets later candidates explain
+    part of the source again as ghosts beside or across it.  Where the expected
+    charge exceeds :data:`_MASK_LEVEL` sigma, the fit's small errors would still
+    leave a usable residual, so those cells are masked instead.
+    """
+    for k, yy, xx, charge in _track_charge(fit, psf, group_time, diff.shape):
         diff[k, yy, xx] -= charge.astype(diff.dtype)
-        core = charge > mask_level * sigma[yy, xx]
+        core = charge > _MASK_LEVEL * sigma[yy, xx]
         exclude[k, yy[core], xx[core]] = True
 
 

@@ -215,3 +215,24 @@ def test_find_movers_reports_slow_mover_across_integrations():
     assert row["vy"] == pytest.approx(mover.vy, abs=4 * row["vy_err"])
     table, counts = find_movers(*args, DetectionConfig(multi_int=False), integration_starts=starts)
     assert "multi-int" not in set(table["method"]) and "n_multi_int" not in counts
+
+
+def test_slow_mover_seen_in_each_integration_is_reported_once_across_them():
+    """A slow mover bright enough for the sub-PSF search of every integration stays in
+    the rate images: one multi-integration row, not one row per integration."""
+    from jwst_asteroid_step.config import DetectionConfig
+    from jwst_asteroid_step.detect import find_movers
+
+    mover = Mover(30.0, 32.0, 0.015 / GT, -0.01 / GT, 1000.0)
+    model, truth = simulate_ramp(subarray=SUBARRAY, ngroups=NGROUPS, nints=NINTS, stars=3,
+                                 movers=[mover], cosmic_ray_rate=0.0, read_noise_cds=RN, gain=GAIN,
+                                 seed=11)
+    starts = np.arange(NINTS) * truth.meta["integration_period"]
+    args = (np.array(model.data), np.array(model.groupdq), np.array(model.pixeldq), GT, PSF, RN, GAIN)
+    alone, _ = find_movers(*args, DetectionConfig(multi_int=False), integration_starts=starts)
+    assert sorted(alone["integration"]) == list(range(1, NINTS + 1))
+    table, counts = find_movers(*args, DetectionConfig(), integration_starts=starts)
+    assert list(table["method"]) == ["multi-int"] and counts["n_multi_int"] == 1
+    row = table[0]
+    assert row["vx"] == pytest.approx(mover.vx, abs=4 * row["vx_err"])
+    assert row["vy"] == pytest.approx(mover.vy, abs=4 * row["vy_err"])
