@@ -260,10 +260,12 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
     the difference's time from the middle, in groups; ``P``: the profiled
     precision), the numerator and information of a level that changes linearly
     in time: what a source crossing less than its PSF leaves in each pixel
-    (:mod:`~jwst_asteroid_step.search.slow_motion`).
+    (:mod:`~jwst_asteroid_step.search.slow_motion`).  Empty ``z_t`` and
+    ``info_t`` skip them, and a tridiagonal solve per pixel.
     """
     n_k, ny, nx = diff.shape
     n_b = basis.shape[1]
+    with_t = z_t.size > 0
     for y in numba.prange(ny):
         t = np.empty(n_k)
         ct = np.empty(n_k)
@@ -293,7 +295,8 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
                     of[k - 1] = -0.5 * rn2[y, x] if ok and prev_ok else 0.0
                 prev_ok = ok
             solve_tridiagonal(r, dg, of, c_prime, z)
-            solve_tridiagonal(t, dg, of, c_prime, ct)
+            if with_t:
+                solve_tridiagonal(t, dg, of, c_prime, ct)
             for j in range(n_b):
                 for k in range(n_k):
                     col[k] = b[k, j]
@@ -310,18 +313,19 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
                         g += b[k, i] * cb[k, j]
                     gram[i, j] = g + (1e-12 if i == j else 0.0)
             coef = np.linalg.solve(gram, rhs)
-            # t' P t = t' C^-1 t - (B' C^-1 t)' (B' C^-1 B)^-1 (B' C^-1 t)
-            tt = 0.0
-            for k in range(n_k):
-                tt += t[k] * ct[k]
-            for j in range(n_b):
-                bt[j] = 0.0
+            if with_t:
+                # t' P t = t' C^-1 t - (B' C^-1 t)' (B' C^-1 B)^-1 (B' C^-1 t)
+                tt = 0.0
                 for k in range(n_k):
-                    bt[j] += b[k, j] * ct[k]
-            proj = np.linalg.solve(gram, bt)
-            for j in range(n_b):
-                tt -= bt[j] * proj[j]
-            info_t[y, x] = max(tt, 0.0)
+                    tt += t[k] * ct[k]
+                for j in range(n_b):
+                    bt[j] = 0.0
+                    for k in range(n_k):
+                        bt[j] += b[k, j] * ct[k]
+                proj = np.linalg.solve(gram, bt)
+                for j in range(n_b):
+                    tt -= bt[j] * proj[j]
+                info_t[y, x] = max(tt, 0.0)
             # The pixel's differences are all read: ``out`` may share diff's memory.
             for ib in range(out.shape[0]):
                 out[ib, y, x] = 0.0
@@ -332,7 +336,8 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
                     acc -= coef[j] * cb[k, j]
                 out[k // bin_len, y, x] += acc
                 zt += t[k] * acc
-            z_t[y, x] = zt
+            if with_t:
+                z_t[y, x] = zt
 
 
 def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis):
@@ -501,9 +506,9 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     shot = rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))
     diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
     model = np.empty_like(diff)
-    unused_t = np.empty((2, size, size), dtype=np.float32)
+    unused = np.empty((0, 0), dtype=np.float32)
     _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
-                      np.full((size, size), poisson), basis, 1, model, unused_t[0], unused_t[1])
+                      np.full((size, size), poisson), basis, 1, model, unused, unused)
     for b in range(n_diff):
         model[b] = _correlate(model[b], prof, prof)
     _clip_planes(model, clip_sigma)
@@ -764,15 +769,16 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     finest = 1 if fast else classes[-1][2]
     n_fine = -(-n_diff // finest)
     fine = diff[:n_fine] if overwrite else np.empty((n_fine, ny, nx), dtype=np.float32)
-    z_t, info_t = np.empty((ny, nx), dtype=np.float32), np.empty((ny, nx), dtype=np.float32)
+    # A profiled drift takes a sub-PSF mover's signal whole: no sub-PSF search then.
+    t_shape = (ny, nx) if trend_order == 0 else (0, 0)
+    z_t, info_t = np.empty(t_shape, dtype=np.float32), np.empty(t_shape, dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine, z_t, info_t)
     for b in range(fine.shape[0]):
         fine[b] = _correlate(fine[b], prof, prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     # Sources that cross less than a grid step: to the grid's whole-pixel shifts
-    # they are static, or a jump.  A profiled drift takes their signal whole.
-    # (Their fits may end anywhere in the main range.)
+    # they are static, or a jump.  (Their fits may end anywhere in the main range.)
     if trend_order == 0:
         for x, y, vx, vy, s in zip(*slow_motion_candidates(
                 z_t, info_t, background, psf, n_diff, snr_threshold, 2.0 * step * n_diff, noise_scale,
