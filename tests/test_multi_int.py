@@ -9,7 +9,8 @@ integration, several px over the exposure.
 import numpy as np
 import pytest
 
-from jwst_asteroid_step.detect import DETECTION_COLUMNS
+from jwst_asteroid_step.config import DetectionConfig
+from jwst_asteroid_step.detect import DETECTION_COLUMNS, find_movers
 from jwst_asteroid_step.psf import psf_for_filter
 from jwst_asteroid_step.ramp.differences import IntegrationDifferences
 from jwst_asteroid_step.search.multi_int import find_multi_int_movers, integration_rates
@@ -193,18 +194,22 @@ def test_movers_faster_than_the_psf_per_integration_are_left_alone():
     assert not match(rows, movers[0], starts, tol=3.0)
 
 
-def test_find_movers_reports_slow_mover_across_integrations():
-    """Through ``detect.find_movers``: a mover too slow for any one integration is found
-    across them, once, with ``method="multi-int"``; without ``multi_int`` it is not."""
-    from jwst_asteroid_step.config import DetectionConfig
-    from jwst_asteroid_step.detect import find_movers
-
-    mover = Mover(30.0, 32.0, 0.015 / GT, -0.01 / GT, 60.0)
+def slow_mover_exposure(flux):
+    """A 0.018 px/group mover through the five integrations: the mover, the
+    integration starts, and ``find_movers``' positional arguments."""
+    mover = Mover(30.0, 32.0, 0.015 / GT, -0.01 / GT, flux)
     model, truth = simulate_ramp(subarray=SUBARRAY, ngroups=NGROUPS, nints=NINTS, stars=3,
                                  movers=[mover], cosmic_ray_rate=0.0, read_noise_cds=RN, gain=GAIN,
                                  seed=11)
     starts = np.arange(NINTS) * truth.meta["integration_period"]
     args = (np.array(model.data), np.array(model.groupdq), np.array(model.pixeldq), GT, PSF, RN, GAIN)
+    return mover, starts, args
+
+
+def test_find_movers_reports_slow_mover_across_integrations():
+    """Through ``detect.find_movers``: a mover too slow for any one integration is found
+    across them, once, with ``method="multi-int"``; without ``multi_int`` it is not."""
+    mover, starts, args = slow_mover_exposure(60.0)
     table, counts = find_movers(*args, DetectionConfig(), integration_starts=starts)
     slow = table[table["method"] == "multi-int"]
     assert len(slow) == 1 and counts["n_multi_int"] == 1
@@ -220,15 +225,7 @@ def test_find_movers_reports_slow_mover_across_integrations():
 def test_slow_mover_seen_in_each_integration_is_reported_once_across_them():
     """A slow mover bright enough for the sub-PSF search of every integration stays in
     the rate images: one multi-integration row, not one row per integration."""
-    from jwst_asteroid_step.config import DetectionConfig
-    from jwst_asteroid_step.detect import find_movers
-
-    mover = Mover(30.0, 32.0, 0.015 / GT, -0.01 / GT, 1000.0)
-    model, truth = simulate_ramp(subarray=SUBARRAY, ngroups=NGROUPS, nints=NINTS, stars=3,
-                                 movers=[mover], cosmic_ray_rate=0.0, read_noise_cds=RN, gain=GAIN,
-                                 seed=11)
-    starts = np.arange(NINTS) * truth.meta["integration_period"]
-    args = (np.array(model.data), np.array(model.groupdq), np.array(model.pixeldq), GT, PSF, RN, GAIN)
+    mover, starts, args = slow_mover_exposure(1000.0)
     alone, _ = find_movers(*args, DetectionConfig(multi_int=False), integration_starts=starts)
     assert sorted(alone["integration"]) == list(range(1, NINTS + 1))
     table, counts = find_movers(*args, DetectionConfig(), integration_starts=starts)
