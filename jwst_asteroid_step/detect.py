@@ -52,6 +52,9 @@ DETECTION_COLUMNS = {
 }
 
 
+#: Events whose cells the search and the fits leave out.
+_SET_ASIDE_KINDS = (COSMIC_RAY, SHOWER, PIXEL_NOISE)
+
 #: Per-integration measurements in the counts (not summed over integrations).
 _MEASURES = ("noise_scale_x1000", "drift_excess_x1000", "trend_order", "fast_noise_excess_x1000")
 
@@ -192,7 +195,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     counts = {_count_key(k): v for k, v in events.counts().items()}
     counts["n_jump_cells"] = int(len(cells))
     duration = diffs.n_diffs * group_time
-    exclude = events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE))
+    exclude = events.mask_of_kinds(diffs.diff.shape, _SET_ASIDE_KINDS)
     # Showers too faint per pixel for the jump step, and their afterglow.
     showers, n_unflagged = find_showers(diffs.diff, exclude, background, sigma, group_time)
     _set_aside(exclude, showers)
@@ -272,8 +275,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         # reports it once (_merge_multi_int).
         back = [_within_psf(fit.vx, fit.vy, duration, psf.fwhm) for fit, _ in fits]
         if any(back):
-            exclude = _set_aside(events.mask_of_kinds(diffs.diff.shape, (COSMIC_RAY, SHOWER, PIXEL_NOISE)),
-                                 showers, n_lead, n_trail)
+            exclude = _set_aside(events.mask_of_kinds(diffs.diff.shape, _SET_ASIDE_KINDS), showers,
+                                 n_lead, n_trail)
             for (fit, _), restore in zip(fits, back):
                 for k, yy, xx, charge in _track_charge(fit, psf, group_time, diffs.diff.shape):
                     if restore:

@@ -770,7 +770,8 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     n_fine = -(-n_diff // finest)
     fine = diff[:n_fine] if overwrite else np.empty((n_fine, ny, nx), dtype=np.float32)
     # A profiled drift takes a sub-PSF mover's signal whole: no sub-PSF search then.
-    t_shape = (ny, nx) if trend_order == 0 else (0, 0)
+    sub_psf = trend_order == 0
+    t_shape = (ny, nx) if sub_psf else (0, 0)
     z_t, info_t = np.empty(t_shape, dtype=np.float32), np.empty(t_shape, dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine, z_t, info_t)
@@ -779,7 +780,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     # Sources that cross less than a grid step: to the grid's whole-pixel shifts
     # they are static, or a jump.  (Their fits may end anywhere in the main range.)
-    if trend_order == 0:
+    if sub_psf:
         for x, y, vx, vy, s in zip(*slow_motion_candidates(
                 z_t, info_t, background, psf, n_diff, snr_threshold, 2.0 * step * n_diff, noise_scale,
                 min_separation, max_candidates)):
