@@ -203,3 +203,25 @@ def test_explicit_fwhm_overrides_filter():
 def test_unknown_filter_error_mentions_psf_fwhm(filter_name):
     with pytest.raises(ValueError, match="psf_fwhm"):
         psf_for_filter(filter_name)
+
+
+def test_row_and_column_profiles_multiply_to_pixel_fractions_and_their_gradient():
+    """The separable form the moving-PSF fit uses: the same box as pixel_fraction, and its derivatives."""
+    psf = PSFModel(2.45)
+    x0, y0, n, h = 10, 20, 9, 1e-6
+    pos_x, pos_y = np.array([13.3, 14.05]), np.array([24.7, 23.9])
+    rows = psf.pixel_profiles(x0, n, pos_x, derivative=True)
+    cols = psf.pixel_profiles(y0, n, pos_y, derivative=True)
+    f = sum(fr * c[:, :, None] * r[:, None, :] for (fr, r, _), (_, c, _) in zip(rows, cols))
+    gx = sum(fr * c[:, :, None] * dr[:, None, :] for (fr, _, dr), (_, c, _) in zip(rows, cols))
+    gy = sum(fr * dc[:, :, None] * r[:, None, :] for (fr, r, _), (_, _, dc) in zip(rows, cols))
+    gyy, gxx = np.mgrid[y0:y0 + n, x0:x0 + n]
+    for i in range(pos_x.size):
+        dx, dy = gxx - pos_x[i], gyy - pos_y[i]
+        np.testing.assert_allclose(f[i], psf.pixel_fraction(dx, dy), rtol=0, atol=1e-14)
+        num_x = (psf.pixel_fraction(dx + h, dy) - psf.pixel_fraction(dx - h, dy)) / (2 * h)
+        num_y = (psf.pixel_fraction(dx, dy + h) - psf.pixel_fraction(dx, dy - h)) / (2 * h)
+        np.testing.assert_allclose(gx[i], num_x, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(gy[i], num_y, rtol=0, atol=1e-8)
+    plain = psf.pixel_profiles(x0, n, pos_x)
+    assert all(len(c) == 2 and np.array_equal(c[1], r[1]) for c, r in zip(plain, rows))

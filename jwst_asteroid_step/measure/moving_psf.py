@@ -89,7 +89,9 @@ class _Cells:
     whitened with each pixel's tridiagonal covariance
     (:func:`~jwst_asteroid_step.ramp.noise.whiten`), so the fit, its errors and its
     SNR use the read-noise correlation of adjacent differences.  The source model
-    is evaluated only on the ``near`` cells, those within reach of the path.
+    is evaluated only on the ``near`` cells, those within reach of the path: in
+    each difference, a box of ``width`` pixels a side centred on the path, where
+    the PSF's separability gives it as a product of row and column profiles.
     """
 
     def __init__(self, diff, exclude, background, group_time, psf, x, y, vx, vy, t_ref, margin,
@@ -99,14 +101,15 @@ class _Cells:
         core_sigma = psf.components[0][1]
         travel = np.hypot(vx, vy) * group_time
         half = int(np.ceil(2.5 * core_sigma + travel / 2 + margin))
-        self.half = half
+        self.half, self.width = half, 2 * half + 1
+        tm = (np.arange(nk) + 0.5) * group_time - t_ref
+        # Centre of each difference's box; boxes cut by the frame keep this origin.
+        self.box_x0 = np.round(x + vx * tm).astype(int) - half
+        self.box_y0 = np.round(y + vy * tm).astype(int) - half
         ks, ys, xs = [], [], []
         for k in range(nk):
-            tm = (k + 0.5) * group_time
-            cx = int(round(x + vx * (tm - t_ref)))
-            cy = int(round(y + vy * (tm - t_ref)))
-            x0, x1 = max(cx - half, 0), min(cx + half + 1, nx)
-            y0, y1 = max(cy - half, 0), min(cy + half + 1, ny)
+            x0, x1 = max(self.box_x0[k], 0), min(self.box_x0[k] + self.width, nx)
+            y0, y1 = max(self.box_y0[k], 0), min(self.box_y0[k] + self.width, ny)
             if x0 >= x1 or y0 >= y1:
                 continue
             gy, gx = np.mgrid[y0:y1, x0:x1]
@@ -137,7 +140,12 @@ class _Cells:
         self.psf = psf
         self.n_sub = n_sub_samples(1.5 * np.hypot(vx, vy) + 1e-3, group_time)
         frac = (np.arange(self.n_sub) + 0.5) / self.n_sub
-        self.t = (self.k[self.near, None] + frac[None, :]) * group_time
+        self.t = (np.arange(nk)[:, None] + frac[None, :]) * group_time  # (K, n_sub)
+        k_on = self.k[self.near]
+        self.k_near = k_on
+        self.ix = self.x[self.near].astype(int) - self.box_x0[k_on]
+        self.iy = self.y[self.near].astype(int) - self.box_y0[k_on]
+        self.t_span = (self.t[k_on.min(), 0], self.t[k_on.max(), -1]) if k_on.size else (0.0, nk * group_time)
 
     def set_noise(self, source_dn, keep, read_noise, gain):
         """Covariance bands for the kept cells, given the source's expected charge.
@@ -196,27 +204,41 @@ class _Cells:
         coef = self._trend_coefficients(whiten(dense, self.diag, self.off))[:, :, 0]
         return np.sum(self.trend[self.k] * coef[self.pix], axis=1)
 
-    def model(self, p, t_ref):
-        x, y, vx, vy, flux = p
+    def _profiles(self, p, t_ref, derivative=False):
+        """Row and column profiles of each component along path ``p``, per difference and sub-sample."""
+        x, y, vx, vy, _ = p
         dt = self.t - t_ref
-        xn, yn = self.x[self.near, None], self.y[self.near, None]
-        f = self.psf.pixel_fraction(xn - (x + vx * dt), yn - (y + vy * dt))
+        rows = self.psf.pixel_profiles(self.box_x0[:, None], self.width, x + vx * dt, derivative)
+        cols = self.psf.pixel_profiles(self.box_y0[:, None], self.width, y + vy * dt, derivative)
+        return dt, rows, cols
+
+    def _at_near(self, boxes):
+        """Sub-sample mean of (K, n_sub, width) x (K, n_sub, width) outer products, at the near cells."""
+        total = 0.0
+        for weight, col, row in boxes:
+            total = total + weight * np.matmul(col.transpose(0, 2, 1), row)
+        return total[self.k_near, self.iy, self.ix] / self.n_sub
+
+    def model(self, p, t_ref):
+        _, rows, cols = self._profiles(p, t_ref)
         out = np.zeros(self.data.size)
-        out[self.near] = flux * self.group_time * f.mean(axis=1)
+        out[self.near] = p[4] * self.group_time * self._at_near(
+            (frac, col, row) for (frac, row), (_, col) in zip(rows, cols))
         return out
 
     def jacobian(self, p, t_ref):
         """Derivatives of :meth:`model` with respect to (x, y, vx, vy, flux), shape (n, 5)."""
-        x, y, vx, vy, flux = p
-        dt = self.t - t_ref
-        xn, yn = self.x[self.near, None], self.y[self.near, None]
-        f, gx, gy = self.psf.pixel_fraction_gradient(xn - (x + vx * dt), yn - (y + vy * dt))
-        scale = -flux * self.group_time
+        dt, rows, cols = self._profiles(p, t_ref, derivative=True)
+        dt = dt[..., None]
+        scale = -p[4] * self.group_time
+        comps = [(frac, row, d_row, col, d_col) for (frac, row, d_row), (_, col, d_col) in zip(rows, cols)]
         out = np.zeros((self.data.size, 5))
         out[self.near] = np.column_stack([
-            scale * gx.mean(axis=1), scale * gy.mean(axis=1),
-            scale * (gx * dt).mean(axis=1), scale * (gy * dt).mean(axis=1),
-            self.group_time * f.mean(axis=1),
+            scale * self._at_near((f, col, d_row) for f, row, d_row, col, d_col in comps),
+            scale * self._at_near((f, d_col, row) for f, row, d_row, col, d_col in comps),
+            scale * self._at_near((f, col * dt, d_row) for f, row, d_row, col, d_col in comps),
+            scale * self._at_near((f, d_col * dt, row) for f, row, d_row, col, d_col in comps),
+            self.group_time * self._at_near((f, col, row) for f, row, d_row, col, d_col in comps),
         ])
         return out
 
@@ -262,8 +284,11 @@ class _StaticImage:
     def model(self, p, t):
         """The photometry of the model's own mean image (same weights), per difference."""
         x, y, vx, vy, flux = p
-        f = self.psf.pixel_fraction(self.gx[..., None] - (x + vx * t), self.gy[..., None] - (y + vy * t))
-        return flux * float(np.sum(self.w * f.mean(axis=-1))) / self.norm
+        n = self.gx.shape[1]
+        rows = self.psf.pixel_profiles(self.gx[0, 0], n, x + vx * t)
+        cols = self.psf.pixel_profiles(self.gy[0, 0], n, y + vy * t)
+        total = sum(frac * np.einsum("ty,yx,tx->", col, self.w, row) for (frac, row), (_, col) in zip(rows, cols))
+        return flux * float(total) / t.size / self.norm
 
 
 def static_photometry(mean_image, x, y, psf):
@@ -440,7 +465,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     # Move t_ref to where position and velocity errors decorrelate.
     denom = cov[2, 2] + cov[3, 3]
     shift = -(cov[0, 2] + cov[1, 3]) / denom if np.isfinite(denom) and denom > 0 else 0.0
-    shift = float(np.clip(shift, cells.t.min() - t_ref, cells.t.max() - t_ref))
+    shift = float(np.clip(shift, cells.t_span[0] - t_ref, cells.t_span[1] - t_ref))
     a = np.eye(5)
     a[0, 2] = a[1, 3] = shift
     cov = a @ cov @ a.T
