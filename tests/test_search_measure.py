@@ -553,3 +553,25 @@ def test_to_dict_round_trips():
     d = cfg.to_dict()
     assert d["snr_threshold"] == 8.5 and d["link_groups"] == 3
     assert DetectionConfig.from_mapping(d) == cfg
+
+
+def test_sub_psf_fit_errors_match_scatter():
+    # A mover crossing a tenth of its PSF: the profiled differences fix only
+    # flux x speed, the mean image's photometry the flux (flux_from_mean_image).
+    # Over 40 draws the flux and speed pulls must have unit width (+-0.11): an
+    # error term beyond the photometry's noise once made the flux's 0.2.
+    n_groups, box = 61, 40
+    t0, t1 = difference_intervals(n_groups, GT)
+    truth = dict(x=20.3, y=19.6, vx=0.01 / GT, vy=0.006 / GT, flux=150.0)
+    cube = expected_cube(truth, n_groups=n_groups, box=box)
+    guess = Track(x=20.4, y=19.5, vx=truth["vx"] * 1.3, vy=truth["vy"] * 0.8, t_ref=0.5 * t1[-1],
+                  t_first=t0[0], t_last=t1[-1], inliers=np.zeros(0, bool))
+    pulls = []
+    for seed in range(40):
+        diff = noisy(cube, seed)
+        r = fit_moving_psf(diff, np.zeros(diff.shape, bool), diff.mean(axis=0), RN, GAIN, GT, PSF, guess,
+                           flux_from_mean_image=True)
+        pulls.append(((r.flux - truth["flux"]) / r.errors[4], (r.vx - truth["vx"]) / r.errors[2]))
+    width = np.std(pulls, axis=0, ddof=1)
+    assert 0.65 < width[0] < 1.4, f"flux pull std {width[0]:.2f}"
+    assert 0.65 < width[1] < 1.4, f"vx pull std {width[1]:.2f}"

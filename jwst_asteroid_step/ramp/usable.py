@@ -6,6 +6,7 @@ only when something has to change.
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from stdatamodels.jwst.datamodels import dqflags
 
@@ -69,22 +70,48 @@ def usable_groupdq(data, groupdq, pixeldq, max_jump_fraction):
     copied = False
     pixel_ok = (pixeldq & _PIXEL_UNUSABLE) == 0
     for i in range(data.shape[0]):
-        bad_read = ~(np.abs(data[i]) <= MAX_ABS_DN)  # NaN compares False
-        if bad_read.any():
+        reads = data[i] if data.dtype.isnative else data[i].astype(data.dtype.newbyteorder("="))
+        # One pass counts what the rare repairs below need; most integrations have none.
+        n_bad, n_here, n_jump = _flag_counts(reads, groupdq[i], pixel_ok).sum(axis=0)
+        if n_bad:
             if not copied:
                 out.groupdq, copied = groupdq.copy(), True
+            bad_read = ~(np.abs(data[i]) <= MAX_ABS_DN)  # NaN compares False
             out.groupdq[i][bad_read] |= _DO_NOT_USE
-            out.n_bad_reads += int(bad_read.sum())
-        good = (out.groupdq[i] & _GROUP_UNUSABLE) == 0
-        usable = good[1:] & good[:-1] & pixel_ok
-        n_here = int(usable.sum())
-        out.n_usable += n_here
-        n_jump = int(np.count_nonzero(((out.groupdq[i][1:] & _JUMP_DET) != 0) & usable))
+            out.n_bad_reads += int(n_bad)
+        out.n_usable += int(n_here)
         if n_here and n_jump > max_jump_fraction * n_here:
             if not copied:
                 out.groupdq, copied = groupdq.copy(), True
             flagged = (out.groupdq[i] & _JUMP_DET) != 0
             out.groupdq[i][flagged] &= ~np.uint8(_JUMP_DET)
             out.groupdq[i][flagged] |= _DO_NOT_USE
-            out.storms.append((i, n_jump, n_here))
+            out.storms.append((i, int(n_jump), int(n_here)))
     return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _flag_counts(data, groupdq, pixel_ok):
+    """Per row of one integration: unreadable reads, usable differences, and the JUMP_DET ones among them.
+
+    A read is unusable when unreadable or flagged DO_NOT_USE or SATURATED; a
+    difference is usable when both its reads and its pixel are.
+    """
+    n_groups, ny, nx = data.shape
+    counts = np.zeros((ny, 3), dtype=np.int64)
+    for y in numba.prange(ny):
+        prev_good = np.zeros(nx, dtype=np.bool_)
+        n_bad = n_usable = n_jump = 0
+        for g in range(n_groups):
+            for x in range(nx):
+                bad = not (abs(data[g, y, x]) <= MAX_ABS_DN)
+                dq = groupdq[g, y, x]
+                good = not bad and (dq & _GROUP_UNUSABLE) == 0
+                if g > 0 and good and prev_good[x] and pixel_ok[y, x]:
+                    n_usable += 1
+                    if dq & _JUMP_DET:
+                        n_jump += 1
+                n_bad += bad
+                prev_good[x] = good
+        counts[y, 0], counts[y, 1], counts[y, 2] = n_bad, n_usable, n_jump
+    return counts

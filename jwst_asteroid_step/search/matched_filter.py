@@ -37,11 +37,11 @@ from scipy import ndimage
 
 from ..mover_model import mover_differences
 from ..psf import PSFModel
-from ..ramp.noise import difference_covariance, profiled_information, solve_tridiagonal
+from ..ramp.noise import difference_covariance, profiled_information
 from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
 from .backends import array_module, scan_array
-from .slow_motion import _core_profiles, _correlate, slow_motion_candidates
+from .slow_motion import _core_profiles, _correlate, correlate_planes, slow_motion_candidates
 from .tracks import offsets_from_line
 
 __all__ = ["SearchCandidate", "speed_classes", "velocity_grid_step", "matched_filter_search"]
@@ -210,11 +210,11 @@ def _bilinear(planes, t_bin, x, y, vx, vy):
     return out.reshape(x.shape) if x.ndim else float(out[0])
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def _bilinear_sums(planes, t_bin, x, y, vx, vy):
     n_bins, ny, nx = planes.shape
     out = np.zeros(x.size)
-    for i in range(x.size):
+    for i in numba.prange(x.size):
         total = 0.0
         for b in range(n_bins):
             px = x[i] + vx[i] * t_bin[b]
@@ -246,6 +246,36 @@ def _refine(planes, t_bin, norm, speed_norm, x, y, vx, vy, step):
     return float(gx[i]), float(gy[i]), float(gvx[i]), float(gvy[i]), float(snr[i])
 
 
+#: Pixels of a row solved together: their working arrays stay in the core's cache.
+_CHUNK = 64
+
+
+@numba.njit(cache=True)
+def _solve_small(gram, rhs, out, work):
+    """``out = gram^-1 rhs`` for a small symmetric positive-definite ``gram`` (Cholesky, no allocation).
+
+    ``work`` is scratch of ``gram``'s shape; a per-pixel ``np.linalg.solve``
+    would allocate, and cost more than the pixel's whole tridiagonal solve.
+    """
+    n = rhs.size
+    for i in range(n):
+        for j in range(i + 1):
+            acc = gram[i, j]
+            for m in range(j):
+                acc -= work[i, m] * work[j, m]
+            work[i, j] = np.sqrt(max(acc, 1e-300)) if i == j else acc / work[j, j]
+    for i in range(n):
+        acc = rhs[i]
+        for m in range(i):
+            acc -= work[i, m] * out[m]
+        out[i] = acc / work[i, i]
+    for i in range(n - 1, -1, -1):
+        acc = out[i]
+        for m in range(i + 1, n):
+            acc -= work[m, i] * out[m]
+        out[i] = acc / work[i, i]
+
+
 @numba.njit(parallel=True, cache=True)
 def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, info_t):
     """Sum over time bins of the profiled, pre-whitened residual of every pixel.
@@ -262,82 +292,104 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
     in time: what a source crossing less than its PSF leaves in each pixel
     (:mod:`~jwst_asteroid_step.search.slow_motion`).  Empty ``z_t`` and
     ``info_t`` skip them, and a tridiagonal solve per pixel.
+
+    A row's pixels are solved together in chunks, the recursions running along
+    the differences and vectorised over the chunk; each pixel's tridiagonal
+    matrix is factored once for all its right-hand sides.
     """
     n_k, ny, nx = diff.shape
     n_b = basis.shape[1]
     with_t = z_t.size > 0
-    for y in numba.prange(ny):
-        t = np.empty(n_k)
-        ct = np.empty(n_k)
-        bt = np.empty(n_b)
-        r = np.empty(n_k)
-        dg = np.empty(n_k)
-        of = np.empty(max(n_k - 1, 1))
-        c_prime = np.empty(max(n_k - 1, 1))
-        z = np.empty(n_k)
-        b = np.empty((n_k, n_b))
-        cb = np.empty((n_k, n_b))
-        col = np.empty(n_k)
-        tmp = np.empty(n_k)
-        gram = np.empty((n_b, n_b))
-        rhs = np.empty(n_b)
-        for x in range(nx):
-            prev_ok = False
-            for k in range(n_k):
-                v = diff[k, y, x]
-                ok = v == v and not exclude[k, y, x]
-                r[k] = v if ok else 0.0
+    i_t = 1 + n_b  # right-hand sides: residual, basis columns, time
+    n_rhs = i_t + 1 if with_t else i_t
+    n_chunks = -(-nx // _CHUNK)
+    for task in numba.prange(ny * n_chunks):
+        y, x0 = task // n_chunks, (task % n_chunks) * _CHUNK
+        nc = min(_CHUNK, nx - x0)
+        sol = np.empty((n_rhs, n_k, nc))
+        used = np.empty((n_k, nc))  # 1 where the difference is usable, else 0
+        c_prime = np.empty((n_k, nc))
+        inv_m = np.empty(nc)
+        # Forward sweep of the Thomas algorithm for all right-hand sides.
+        for k in range(n_k):
+            t_k = k + 0.5 - 0.5 * n_k
+            for x in range(nc):
+                v = diff[k, y, x0 + x]
+                ok = v == v and not exclude[k, y, x0 + x]
+                u = 1.0 if ok else 0.0
+                used[k, x] = u
+                sol[0, k, x] = v if ok else 0.0
                 for j in range(n_b):
-                    b[k, j] = basis[k, j] if ok else 0.0
-                dg[k] = rn2[y, x] + poisson[y, x] if ok else 1.0
-                t[k] = k + 0.5 - 0.5 * n_k if ok else 0.0
+                    sol[1 + j, k, x] = basis[k, j] * u
+                if with_t:
+                    sol[i_t, k, x] = t_k * u
+                m = rn2[y, x0 + x] + poisson[y, x0 + x] if ok else 1.0
                 if k > 0:
-                    of[k - 1] = -0.5 * rn2[y, x] if ok and prev_ok else 0.0
-                prev_ok = ok
-            solve_tridiagonal(r, dg, of, c_prime, z)
-            if with_t:
-                solve_tridiagonal(t, dg, of, c_prime, ct)
-            for j in range(n_b):
-                for k in range(n_k):
-                    col[k] = b[k, j]
-                solve_tridiagonal(col, dg, of, c_prime, tmp)
-                for k in range(n_k):
-                    cb[k, j] = tmp[k]
+                    o = -0.5 * rn2[y, x0 + x] * u * used[k - 1, x]
+                    c = o * inv_m[x]
+                    c_prime[k - 1, x] = c
+                    m -= o * c
+                    for i in range(n_rhs):
+                        sol[i, k, x] -= o * sol[i, k - 1, x]
+                inv_m[x] = 1.0 / m
+                for i in range(n_rhs):
+                    sol[i, k, x] *= inv_m[x]
+        for k in range(n_k - 2, -1, -1):
+            for x in range(nc):
+                for i in range(n_rhs):
+                    sol[i, k, x] -= c_prime[k, x] * sol[i, k + 1, x]
+        # Per pixel: generalised-least-squares fit of the basis, and t' P t.
+        coef = np.empty((n_b, nc))
+        gram = np.empty((n_b, n_b))
+        chol = np.empty((n_b, n_b))
+        rhs = np.empty(n_b)
+        sol_b = np.empty(n_b)
+        bt = np.empty(n_b)
+        for x in range(nc):
             for i in range(n_b):
                 rhs[i] = 0.0
-                for k in range(n_k):
-                    rhs[i] += b[k, i] * z[k]
+                bt[i] = 0.0
                 for j in range(n_b):
-                    g = 0.0
-                    for k in range(n_k):
-                        g += b[k, i] * cb[k, j]
-                    gram[i, j] = g + (1e-12 if i == j else 0.0)
-            coef = np.linalg.solve(gram, rhs)
+                    gram[i, j] = 1e-12 if i == j else 0.0
+            tt = 0.0
+            for k in range(n_k):
+                u = used[k, x]
+                if u == 0.0:
+                    continue
+                for i in range(n_b):
+                    b_ki = basis[k, i]
+                    rhs[i] += b_ki * sol[0, k, x]
+                    for j in range(n_b):
+                        gram[i, j] += b_ki * sol[1 + j, k, x]
+                    if with_t:
+                        bt[i] += b_ki * sol[i_t, k, x]
+                if with_t:
+                    tt += (k + 0.5 - 0.5 * n_k) * sol[i_t, k, x]
+            _solve_small(gram, rhs, sol_b, chol)
+            for i in range(n_b):
+                coef[i, x] = sol_b[i]
             if with_t:
                 # t' P t = t' C^-1 t - (B' C^-1 t)' (B' C^-1 B)^-1 (B' C^-1 t)
-                tt = 0.0
-                for k in range(n_k):
-                    tt += t[k] * ct[k]
+                _solve_small(gram, bt, sol_b, chol)
+                for i in range(n_b):
+                    tt -= bt[i] * sol_b[i]
+                info_t[y, x0 + x] = max(tt, 0.0)
+        # The chunk's differences are all read: ``out`` may share diff's memory.
+        for ib in range(out.shape[0]):
+            for x in range(nc):
+                out[ib, y, x0 + x] = 0.0
+        zt = np.zeros(nc)
+        for k in range(n_k):
+            t_k = k + 0.5 - 0.5 * n_k
+            for x in range(nc):
+                acc = sol[0, k, x]
                 for j in range(n_b):
-                    bt[j] = 0.0
-                    for k in range(n_k):
-                        bt[j] += b[k, j] * ct[k]
-                proj = np.linalg.solve(gram, bt)
-                for j in range(n_b):
-                    tt -= bt[j] * proj[j]
-                info_t[y, x] = max(tt, 0.0)
-            # The pixel's differences are all read: ``out`` may share diff's memory.
-            for ib in range(out.shape[0]):
-                out[ib, y, x] = 0.0
-            zt = 0.0
-            for k in range(n_k):
-                acc = z[k]
-                for j in range(n_b):
-                    acc -= coef[j] * cb[k, j]
-                out[k // bin_len, y, x] += acc
-                zt += t[k] * acc
-            if with_t:
-                z_t[y, x] = zt
+                    acc -= coef[j, x] * sol[1 + j, k, x]
+                out[k // bin_len, y, x0 + x] += acc
+                zt[x] += t_k * used[k, x] * acc
+        if with_t:
+            for x in range(nc):
+                z_t[y, x0 + x] = zt[x]
 
 
 def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis):
@@ -461,9 +513,9 @@ def _window_spread(planes, norm, speed_norm, window, speed, margin):
     vys = (speed * np.sin(_PROBE_ANGLES)).astype(np.float32)
     vnorm = (speed_norm(np.full(vxs.size, speed)) * np.sqrt(n_diff / window)).astype(np.float32)
     t_bin = _window_times(window)
-    # About 250,000 pixels make a precise enough spread; large arrays are subsampled
-    # to save the medians' cost.
-    stride = max(1, int(np.sqrt(max(ny - 2 * margin, 0) * max(nx - 2 * margin, 0) / 2.5e5)))
+    # About 60,000 pixels fix a spread to ~0.5 %; large arrays are subsampled to
+    # save the medians' cost.
+    stride = max(1, int(np.sqrt(max(ny - 2 * margin, 0) * max(nx - 2 * margin, 0) / 6e4)))
     inner = (slice(margin, ny - margin, stride), slice(margin, nx - margin, stride))
     starts = _window_starts(n_diff, window)
     spreads = np.full((len(starts), vxs.size), np.nan)
@@ -509,8 +561,7 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     unused = np.empty((0, 0), dtype=np.float32)
     _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
                       np.full((size, size), poisson), basis, 1, model, unused, unused)
-    for b in range(n_diff):
-        model[b] = _correlate(model[b], prof, prof)
+    correlate_planes(model, prof)
     _clip_planes(model, clip_sigma)
     # The model is isotropic: its directions are pooled.
     expected = np.nanmedian(_window_spread(model, np.ones((size, size), dtype=np.float32), speed_norm, window,
@@ -775,8 +826,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     z_t, info_t = np.empty(t_shape, dtype=np.float32), np.empty(t_shape, dtype=np.float32)
     _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
                       np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine, z_t, info_t)
-    for b in range(fine.shape[0]):
-        fine[b] = _correlate(fine[b], prof, prof)
+    correlate_planes(fine, prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     # Sources that cross less than a grid step: to the grid's whole-pixel shifts
     # they are static, or a jump.  (Their fits may end anywhere in the main range.)

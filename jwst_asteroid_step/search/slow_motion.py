@@ -35,6 +35,41 @@ def _correlate(image, profile_y, profile_x):
     return ndimage.correlate1d(out, profile_x, axis=1, mode="constant", output=out)
 
 
+@numba.njit(parallel=True, cache=True)
+def correlate_planes(planes, profile):
+    """:func:`_correlate` of every plane with ``profile`` along both axes, in place, planes in parallel.
+
+    Zero outside the planes, like ``mode="constant"``; sums in float32.
+    """
+    n_planes, ny, nx = planes.shape
+    r = profile.size // 2
+    for b in numba.prange(n_planes):
+        plane = planes[b]
+        tmp = np.zeros((ny, nx), dtype=np.float32)
+        for y in range(ny):
+            row = tmp[y]
+            for j in range(profile.size):
+                yy = y + j - r
+                if 0 <= yy < ny:
+                    w = profile[j]
+                    src = plane[yy]
+                    for x in range(nx):
+                        row[x] += w * src[x]
+        for y in range(ny):
+            dst = plane[y]
+            dst[:] = 0.0
+            for j in range(profile.size):
+                d = j - r
+                lo, hi = max(0, -d), min(nx, nx - d)
+                if hi <= lo:
+                    continue
+                w = profile[j]
+                src = tmp[y][lo + d:hi + d]
+                out = dst[lo:hi]
+                for i in range(src.size):
+                    out[i] += w * src[i]
+
+
 def _core_profiles(psf, radius):
     """The PSF core's pixel-integrated 1-D profile and its derivative at offsets -radius..radius."""
     sigma = psf.components[0][1]
