@@ -132,3 +132,12 @@ def test_subset_runs_the_selected_grid_ramps(capsys):
     assert out.startswith("1 ramps")
     assert "empty F770W ngroups=10 native" in out
     assert "total: 0/0 movers found" in out
+
+
+def test_step_time_compares_both_searches_with_jump_and_ramp_fit():
+    from benchmarks.step_time import time_step
+
+    (row,) = time_step(10, 1, subarray="SUB64", progress=lambda msg: None)
+    assert row["jump"] > 0 and row["ramp_fit"] > 0
+    for name in ("default", "fast"):
+        assert row[f"{name}_ratio"] == pytest.approx(row[name] / (row["jump"] + row["ramp_fit"]))

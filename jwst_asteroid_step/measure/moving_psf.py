@@ -328,7 +328,8 @@ class _FluxPrior:
 
     def __init__(self, phot, t, group_time):
         self.phot, self.t, self.group_time = phot, t, group_time
-        self.sigma = float(phot.flux_err)
+        # The floor only keeps a noiseless box (zero read noise, no sky) finite.
+        self.sigma = float(max(phot.flux_err, 1e-3 * abs(phot.flux), 1e-30))
 
     def residual(self, p):
         return np.array([(self.phot.flux - self.group_time * self.phot.model(p, self.t)) / self.sigma])
