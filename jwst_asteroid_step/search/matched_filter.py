@@ -210,11 +210,13 @@ def _bilinear(planes, t_bin, x, y, vx, vy):
     return out.reshape(x.shape) if x.ndim else float(out[0])
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _bilinear_sums(planes, t_bin, x, y, vx, vy):
+    # Serial: called thousands of times on small inputs, where a parallel
+    # region's start-up, on a machine busy with other work, costs more than it saves.
     n_bins, ny, nx = planes.shape
     out = np.zeros(x.size)
-    for i in numba.prange(x.size):
+    for i in range(x.size):
         total = 0.0
         for b in range(n_bins):
             px = x[i] + vx[i] * t_bin[b]
