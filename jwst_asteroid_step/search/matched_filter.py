@@ -663,13 +663,6 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
                 continue  # a streak already followed (see _on_a_line)
             # Velocity over the window's grid cell, at the window's position, then
             # position and velocity together, along the whole ramp.
-            # A window times its streak only roughly (its peak may sit where the
-            # streak enters or leaves the window, or the array): first the whole
-            # ramp's best timing along the line, within a window's length.
-            shifts = np.arange(-0.5 * window, 0.5 * window + 1e-9,
-                               0.5 * sigma_eff / max(float(np.hypot(vxs[iv], vys[iv])), 1e-6))
-            along = _bilinear(fine, t_all, x + vxs[iv] * shifts, y + vys[iv] * shifts, vxs[iv], vys[iv])
-            x, y = x + vxs[iv] * shifts[np.argmax(along)], y + vys[iv] * shifts[np.argmax(along)]
             gvx, gvy = np.meshgrid(vxs[iv] + dv, vys[iv] + dv, indexing="ij")
             whole = _bilinear(fine, t_all, x, y, gvx, gvy) * speed_norm(np.hypot(gvx, gvy))
             j = np.unravel_index(np.argmax(whole), whole.shape)
