@@ -52,6 +52,59 @@ def test_fold_pairs_sums_successive_bins_in_place():
     np.testing.assert_array_equal(folded, expected)
 
 
+def _track_planes(n_bins, box, x, y, vx, vy, amplitude, sigma, seed):
+    """Bins (unit noise smoothed like a PSF-correlated plane) plus a Gaussian track; times and planes."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    t_bin = (np.arange(n_bins) + 0.5 - 0.5 * n_bins).astype(np.float32)
+    planes = rng.normal(size=(n_bins, box, box))
+    yy, xx = np.mgrid[:box, :box]
+    for b in range(n_bins):
+        planes[b] = ndimage.gaussian_filter(planes[b], sigma) * 2.0 * np.sqrt(np.pi) * sigma
+        cx, cy = x + vx * t_bin[b], y + vy * t_bin[b]
+        planes[b] += amplitude * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (4.0 * sigma**2))
+    return t_bin, planes.astype(np.float32)
+
+
+def test_scan_by_halves_finds_what_the_direct_scan_finds():
+    # Long stacks are scanned as two halves on a grid twice as coarse: the same
+    # track at nearly the same SNR and velocity, the same noise elsewhere.
+    sigma, n_bins, box = 0.9, 40, 96
+    step = mf.velocity_grid_step(sigma, n_bins, 0.1)
+    vxs, vys = mf._velocity_annulus(0.25, 0.5, step)
+    vnorm = np.full(vxs.size, 1.0 / np.sqrt(n_bins), dtype=np.float32)
+    norm = np.zeros((box, box), dtype=np.float32)
+    norm[12:-12, 12:-12] = 1.0  # tracks that leave the planes are not compared
+    near = (slice(46, 51), slice(45, 50))
+    ratios = []
+    for seed, (vx, vy) in enumerate([(0.31, -0.12), (-0.2, 0.4), (0.0, -0.45), (0.33, 0.33), (-0.45, -0.1)]):
+        t_bin, planes = _track_planes(n_bins, box, 47.3, 48.6, vx, vy, 2.0, sigma, seed)
+        found = []
+        for half_step in (0.0, 2.0 * step):
+            snr, best_iv, _, _ = mf._scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, 5.0, 3, "cpu",
+                                                 half_step=half_step)
+            i = np.unravel_index(np.argmax(snr[near]), snr[near].shape)
+            iv = best_iv[near][i]
+            assert np.hypot(vxs[iv] - vx, vys[iv] - vy) < 2.5 * step
+            found.append(snr)
+        direct, halves = found
+        ratios.append(halves[near].max() / direct[near].max())
+        far = (slice(14, 36), slice(14, 82))
+        assert np.std(halves[far]) == pytest.approx(np.std(direct[far]), rel=0.1)
+    assert 0.85 < np.mean(ratios) <= 1.02
+
+
+def test_local_maxima_equal_a_maximum_filter():
+    from scipy import ndimage
+
+    snr = np.random.default_rng(4).normal(size=(50, 60)).astype(np.float32)
+    ys, xs = np.nonzero(snr >= 1.0)
+    keep = mf._local_maxima(snr, ys, xs, 3)
+    expected = (snr >= 1.0) & (snr == ndimage.maximum_filter(snr, size=7))
+    np.testing.assert_array_equal(keep, expected[ys, xs])
+
+
 def test_search_in_place_equals_search_on_a_copy():
     diff = mover_cube(30.2, 28.7, 0.31, -0.12, 60.0, 40, 64, seed=2)
     kept = diff.copy()

@@ -471,3 +471,16 @@ def test_storm_integration_loses_its_jump_flags():
     assert not (flags.groupdq[0] & G_JUMP).any() and (flags.groupdq[0, 2, :5] & G_DNU).all()
     assert flags.groupdq[1, 2, 0, 0] == G_JUMP
     assert (groupdq[0, 2, :5] == G_JUMP).all()  # the input is untouched
+
+
+def test_usable_counts_count_finite_unexcluded_differences():
+    from jwst_asteroid_step.ramp.differences import usable_counts
+
+    rng = np.random.default_rng(2)
+    diff = rng.normal(size=(7, 5, 6)).astype(np.float32)
+    diff[rng.random(diff.shape) < 0.2] = np.nan
+    exclude = rng.random(diff.shape) < 0.3
+    usable = np.isfinite(diff) & ~exclude
+    per_pixel, per_diff = usable_counts(diff, exclude)
+    np.testing.assert_array_equal(per_pixel, usable.sum(axis=0))
+    np.testing.assert_array_equal(per_diff, usable.sum(axis=(1, 2)))

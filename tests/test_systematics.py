@@ -5,6 +5,7 @@ import pytest
 
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import _trend_order
+from jwst_asteroid_step.ramp import systematics
 from jwst_asteroid_step.ramp.systematics import drift_excess, edge_transients, noise_scale, trend_basis
 
 RN, GAIN, SKY = 7.0, 4.0, 20.0  # CDS read noise (DN), e/DN, sky per difference (DN)
@@ -104,3 +105,17 @@ def test_edge_transients_of_model_noise_is_none():
     diff = model_noise(seed=9)
     sigma = np.full(diff.shape[1:], np.sqrt(RN**2 + SKY / GAIN))
     assert edge_transients(diff, np.zeros(diff.shape, bool), sigma) == (0, 0)
+
+
+def test_grouped_mad_sigma_equals_mad_sigma_of_each_group():
+    rng = np.random.default_rng(3)
+    group = rng.integers(0, 40, 2000)
+    values = rng.standard_t(3, 2000)
+    sigma, counts = systematics.grouped_mad_sigma(group, values, 45)
+    for i in range(45):
+        sel = values[group == i]
+        assert counts[i] == sel.size
+        if sel.size:
+            assert sigma[i] == pytest.approx(systematics.mad_sigma(sel), rel=1e-12)
+        else:
+            assert np.isnan(sigma[i])

@@ -17,6 +17,7 @@ __all__ = [
     "jump_cells",
     "pixel_background",
     "pixel_mean_rate",
+    "usable_counts",
 ]
 
 _GROUP_BAD = dqflags.group["DO_NOT_USE"] | dqflags.group["SATURATED"]
@@ -110,9 +111,33 @@ def jump_cells(jump):
     Returns
     -------
     ndarray, int32, shape (n, 3)
-        Rows of ``(k, y, x)``.
+        Rows of ``(k, y, x)``, in C order as ``np.argwhere`` gives them.
     """
-    return np.argwhere(jump).astype(np.int32)
+    per_diff = _count_true(jump)
+    cells = np.empty((int(per_diff.sum()), 3), dtype=np.int32)
+    _true_cells(jump, np.cumsum(per_diff) - per_diff, cells)
+    return cells
+
+
+@numba.njit(parallel=True, cache=True)
+def _count_true(jump):
+    n = np.zeros(jump.shape[0], dtype=np.int64)
+    for k in numba.prange(jump.shape[0]):
+        n[k] = np.count_nonzero(jump[k])
+    return n
+
+
+@numba.njit(parallel=True, cache=True)
+def _true_cells(jump, first, cells):
+    # A sparse cube (a few JUMP_DET cells in a thousand): a difference per task.
+    n_k, ny, nx = jump.shape
+    for k in numba.prange(n_k):
+        j = first[k]
+        for y in range(ny):
+            for x in range(nx):
+                if jump[k, y, x]:
+                    cells[j, 0], cells[j, 1], cells[j, 2] = k, y, x
+                    j += 1
 
 
 @numba.njit(parallel=True, cache=True)
@@ -192,3 +217,39 @@ def pixel_background(diff, exclude=None):
     n = np.empty(diff.shape[1:], dtype=np.int32)
     _masked_median(np.ascontiguousarray(diff, dtype=np.float32), np.ascontiguousarray(exclude), med, n)
     return med, n
+
+
+@numba.njit(parallel=True, cache=True)
+def _usable_counts(diff, exclude, per_pixel, per_row_diff):
+    n_k, ny, nx = diff.shape
+    for y in numba.prange(ny):
+        for k in range(n_k):
+            n = 0
+            for x in range(nx):
+                if diff[k, y, x] == diff[k, y, x] and not exclude[k, y, x]:
+                    per_pixel[y, x] += 1
+                    n += 1
+            per_row_diff[y, k] = n
+
+
+def usable_counts(diff, exclude):
+    """Usable differences of each pixel, and usable pixels of each difference.
+
+    A difference is usable where it is finite and not excluded.  One pass, no
+    cube of flags beside the differences.
+
+    Parameters
+    ----------
+    diff : ndarray, shape (ndiff, ny, nx)
+    exclude : ndarray, bool, shape (ndiff, ny, nx)
+
+    Returns
+    -------
+    per_pixel : ndarray, int32, shape (ny, nx)
+    per_diff : ndarray, int64, shape (ndiff,)
+    """
+    n_k, ny, nx = diff.shape
+    per_pixel = np.zeros((ny, nx), dtype=np.int32)
+    per_row_diff = np.zeros((ny, n_k), dtype=np.int64)
+    _usable_counts(diff, exclude, per_pixel, per_row_diff)
+    return per_pixel, per_row_diff.sum(axis=0)

@@ -14,9 +14,10 @@ import warnings
 
 import numpy as np
 
+from .differences import usable_counts
 from .noise import difference_covariance, solve
 
-__all__ = ["SAMPLE_SEED", "drift_excess", "edge_transients", "noise_scale", "trend_basis"]
+__all__ = ["SAMPLE_SEED", "drift_excess", "edge_transients", "grouped_mad_sigma", "mad_sigma", "noise_scale", "trend_basis"]
 
 #: Seed of the pixel sample that :func:`noise_scale` and :func:`drift_excess` draw by
 #: default: the only random draw of the detection, recorded in the catalog.
@@ -145,15 +146,12 @@ def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_or
     frame = max(1.0, mad_sigma(t))
     scale = np.full((ny, nx), frame)
     for axis_index, size, axis in ((py, ny, 0), (px, nx, 1)):
-        line = np.ones(size)
-        for i in np.unique(axis_index):
-            sel = t[axis_index == i]
-            # A row's or column's spread is shrunk by twice its standard error
-            # towards the frame's: a track crosses many of them, and the largest
-            # of many raw estimates would cost every track ~20 % of SNR, while a
-            # truly noisy row (edge rows, 1/f noise) stays raised.
-            if sel.size >= 10:
-                line[i] = mad_sigma(sel) - 2.0 * frame * _MAD_SIGMA_ERROR / np.sqrt(sel.size)
+        # A row's or column's spread is shrunk by twice its standard error
+        # towards the frame's: a track crosses many of them, and the largest of
+        # many raw estimates would cost every track ~20 % of SNR, while a truly
+        # noisy row (edge rows, 1/f noise) stays raised.
+        spread, n = grouped_mad_sigma(axis_index, t, size)
+        line = np.where(n >= 10, spread - 2.0 * frame * _MAD_SIGMA_ERROR / np.sqrt(np.maximum(n, 1)), 1.0)
         scale = np.maximum(scale, line[:, None] if axis == 0 else line[None, :])
     return scale
 
@@ -199,10 +197,7 @@ def _template_statistic(diff, exclude, background, read_noise, gain, template, t
     """
     n_k, ny, nx = diff.shape
     # Pixels that lost nothing but what every pixel lost: no event, no mask.
-    # Counted a difference at a time: no cube of flags beside the differences.
-    n_usable = np.zeros((ny, nx), dtype=np.int32)
-    for k in range(n_k):
-        n_usable += np.isfinite(diff[k]) & ~exclude[k]
+    n_usable, _ = usable_counts(diff, exclude)
     rows = np.flatnonzero(n_usable.ravel() >= n_usable.max())
     if rows.size < 50:
         return None
@@ -240,3 +235,29 @@ _MAD_SIGMA_ERROR = 1.17
 def mad_sigma(values):
     """Standard deviation of normal ``values`` from their median absolute deviation."""
     return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _grouped_median(group, values, size):
+    """Median of ``values`` in each group ``0 .. size - 1`` (NaN where empty), and the groups' sizes."""
+    order = np.lexsort((values, group))
+    ordered = values[order]
+    counts = np.bincount(group, minlength=size)
+    starts = np.cumsum(counts) - counts
+    median = np.full(size, np.nan)
+    some = counts > 0
+    median[some] = 0.5 * (ordered[starts[some] + (counts[some] - 1) // 2] + ordered[starts[some] + counts[some] // 2])
+    return median, counts
+
+
+def grouped_mad_sigma(group, values, size):
+    """:func:`mad_sigma` of ``values`` in each group ``0 .. size - 1``, without a loop over the groups.
+
+    Returns
+    -------
+    sigma : ndarray, shape (size,)
+        NaN for empty groups.
+    counts : ndarray of int, shape (size,)
+    """
+    median, counts = _grouped_median(group, values, size)
+    deviation, _ = _grouped_median(group, np.abs(values - median[group]), size)
+    return 1.4826 * deviation, counts
