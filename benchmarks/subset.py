@@ -11,6 +11,9 @@ then the totals.  ``--select`` is a Python expression in the ramp specification 
 
     python -m benchmarks.subset --select 's.kind == "grid" and s.speed < 0.05 and s.ngroups <= 100'
 
+``--set NAME=VALUE`` (repeatable) changes a :class:`DetectionConfig` field, e.g.
+``--set fast_search=False``.
+
 To compare with another version of the package, copy this file into a ``git
 worktree`` of that version and run the same command from there (``python -m`` puts
 the working folder first on the path, so the worktree's package is the one imported).
@@ -18,6 +21,7 @@ Jump-step outputs are cached in ``--cache`` (default: a temporary folder).
 """
 
 import argparse
+import ast
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +41,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--select", required=True, help="Python expression in the ramp spec `s`")
     parser.add_argument("--cache", type=Path, default=None, help="folder for the jump-step outputs")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a DetectionConfig field to change (a Python literal)")
     args = parser.parse_args(argv)
+    config = DetectionConfig(**{k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)})
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp) / "jump"
         cache.mkdir(parents=True, exist_ok=True)
@@ -61,7 +68,7 @@ def main(argv=None):
             psf = psf_for_filter(spec.filter)
             t0 = time.perf_counter()
             det, counts = find_movers(jump.data, jump.groupdq, jump.pixeldq, float(jump.meta.exposure.group_time),
-                                      psf, READ_NOISE, GAIN, DetectionConfig())
+                                      psf, READ_NOISE, GAIN, config)
             dt = time.perf_counter() - t0
             if len(truth):
                 matched, _, status = match(det, truth, max(POSITION_TOLERANCE_PX, psf.fwhm))

@@ -56,7 +56,9 @@ class DetectionConfig:
         Without ``deep_search``, also search ``search_max_speed`` to
         ``deep_search_max_speed`` the cheap way: windows of
         ``fast_search_window`` differences, each on its own coarse velocity grid,
-        whose peaks are confirmed along the whole ramp.
+        whose peaks are confirmed along the whole ramp.  On by default; off, the
+        search stops at ``search_max_speed`` and faster movers are found only
+        through their jump flags.
     fast_search_window : int
         Differences per window of the fast search.
     fast_search_snr_threshold : float
@@ -102,7 +104,7 @@ class DetectionConfig:
     search_max_speed: float = 0.5
     deep_search: bool = False
     deep_search_max_speed: float = 3.0
-    fast_search: bool = False
+    fast_search: bool = True
     fast_search_window: int = 12
     fast_search_snr_threshold: float = 5.5
     search_snr_threshold: float = 6.0

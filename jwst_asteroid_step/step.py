@@ -63,7 +63,7 @@ class AsteroidDetectStep(Step):
         search_max_speed = float(default=0.5, min=0)  # Top speed (px/group) of the default search
         deep_search = boolean(default=False)  # Search up to deep_search_max_speed instead (slower)
         deep_search_max_speed = float(default=3.0, min=0)  # Top speed (px/group) of the deep search and of the fast search
-        fast_search = boolean(default=False)  # Opt-in (see docs/defaults.md). Without deep_search, reach search_max_speed to deep_search_max_speed the cheap way: short windows on coarse grids, confirmed along the ramp
+        fast_search = boolean(default=True)  # Without deep_search, reach search_max_speed to deep_search_max_speed the cheap way: short windows on coarse grids, confirmed along the ramp (see docs/defaults.md)
         fast_search_window = integer(default=12, min=1)  # Group differences per window of the fast search
         fast_search_snr_threshold = float(default=5.5, min=0)  # SNR within one window that makes a fast-search peak a candidate
         search_snr_threshold = float(default=6.0, min=0)  # Coarse shift-and-stack SNR of a search candidate

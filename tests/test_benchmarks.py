@@ -32,7 +32,7 @@ def test_smoke_run_writes_results(tmp_path):
                     "## False positives per full-frame integration", "## Measurement errors vs SNR",
                     "## Depth", "## The real ground-test ramp", "## Performance"):
         assert heading in text
-    assert "Opt-in fast search (`fast_search=True`" in text  # its time next to the default's
+    assert "Without the fast search (`fast_search=False`" in text  # its time next to the default's
     for name in ("completeness_vs_snr.png", "completeness_vs_speed.png", "errors_vs_snr.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     movers = Table.read(tmp_path / "data" / "recovery_movers.ecsv")
@@ -139,5 +139,5 @@ def test_step_time_compares_both_searches_with_jump_and_ramp_fit():
 
     (row,) = time_step(10, 1, subarray="SUB64", progress=lambda msg: None)
     assert row["jump"] > 0 and row["ramp_fit"] > 0
-    for name in ("default", "fast"):
+    for name in ("default", "no_fast"):
         assert row[f"{name}_ratio"] == pytest.approx(row[name] / (row["jump"] + row["ramp_fit"]))

@@ -171,7 +171,7 @@ def test_fast_windows_find_a_mover_beyond_the_main_search():
     assert best.v_searched == 3.0
 
 
-@pytest.mark.xfail(reason="known defect of the opt-in fast search (issue 4): the streak enters the array in "
+@pytest.mark.xfail(reason="known defect of the fast search (issue 4): the streak enters the array in "
                           "the first window, whose peak times it ~2.5 groups late; the fit's start check then "
                           "finds nothing and the main search's fragments run off past their speed cap. Sliding "
                           "the peak along its line mended this case but cost 5/120 movers and added 26 false "
@@ -190,7 +190,7 @@ def test_find_movers_measures_a_fast_mover_with_the_fast_search():
     assert abs(row["x"] - (30.3 + 1.8 * t)) < 0.3 and abs(row["y"] - (64.6 + 0.45 * t)) < 0.3
     # Without the fast windows the main search only fits fragments of the streak,
     # slower than the mover and each at a different place: false detections.
-    fragments, _ = find_movers(*args)
+    fragments, _ = find_movers(*args, DetectionConfig(fast_search=False))
     assert not any(abs(np.hypot(r["vx"], r["vy"]) * GT - np.hypot(1.8, 0.45)) < 0.2 for r in fragments)
 
 

@@ -300,9 +300,12 @@ def _fold_pairs(planes):
 def _robust_sigma(plane):
     """Standard deviation of a plane from the MAD of a subsample; stars and tracks barely move it.
 
-    Every 8th pixel in each axis: ~16,000 of a full frame fix it to ~1 %.
+    Every 4th pixel in each axis; every 8th on full frames, which still leaves
+    ~16,000 (with 1,000 on a 256² array, the clip levels moved enough to turn a
+    bench ramp's bright fast mover into 30 false fragments).
     """
-    sample = plane[::8, ::8]
+    stride = 8 if plane.size >= 2**20 else 4
+    sample = plane[::stride, ::stride]
     sample = sample[sample != 0]
     if sample.size == 0:
         return np.inf
