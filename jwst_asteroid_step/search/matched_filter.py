@@ -1084,10 +1084,11 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         excess = _excess_window_noise(fine, norm, fast_norm, 0.5 * (v_max + fast_max_speed), fast_window,
                                       float(np.median(rn)), float(np.median(poisson)), basis, prof,
                                       clip_sigma)
-        found, n_trials = _fast_candidates(
+        fast_found, n_trials = _fast_candidates(
             fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss, fast_window,
             fast_snr_threshold, max(snr_threshold, fast_confirm_snr), min_separation, max_candidates,
             backend, excess=excess)
+        found.extend(fast_found)
         _unclip_planes(fine, clipped)
         del clipped
     n_fast = len(found) - n_slow
