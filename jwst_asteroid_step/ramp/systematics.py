@@ -17,7 +17,8 @@ import numpy as np
 from .differences import usable_counts
 from .noise import difference_covariance, solve
 
-__all__ = ["SAMPLE_SEED", "drift_excess", "edge_transients", "grouped_mad_sigma", "mad_sigma", "noise_scale", "trend_basis"]
+__all__ = ["SAMPLE_SEED", "drift_excess", "edge_transients", "grouped_mad_sigma", "mad_sigma", "noise_scale",
+           "trend_basis"]
 
 #: Seed of the pixel sample that :func:`noise_scale` and :func:`drift_excess` draw by
 #: default: the only random draw of the detection, recorded in the catalog.
