@@ -13,10 +13,10 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import DETECTION_COLUMNS, detections_to_catalog, find_movers
-from jwst_asteroid_step.measure.moving_psf import fit_moving_psf
+from jwst_asteroid_step.measure.moving_psf import _Cells, fit_moving_psf
 from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.psf import psf_for_filter
-from jwst_asteroid_step.ramp.noise import matched_filter_snr, matched_filter_snr_correlated
+from jwst_asteroid_step.ramp.noise import matched_filter_snr, matched_filter_snr_correlated, whiten
 from jwst_asteroid_step.search.matched_filter import matched_filter_search
 from jwst_asteroid_step.search.tracks import Track, fit_track, offsets_from_line
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
@@ -228,6 +228,46 @@ def test_static_level_of_each_pixel_is_fitted():
                   t_first=0.0, t_last=2 * t_ref, inliers=np.zeros(0, bool))
     result = fit_moving_psf(cube, np.zeros(cube.shape, bool), wrong, RN, GAIN, GT, PSF, guess)
     assert result.flux == pytest.approx(truth["flux"], rel=1e-3)
+
+
+@pytest.mark.parametrize("trend_order", [0, 1])
+def test_reduced_rows_give_the_full_whitened_residual(trend_order):
+    # A fast source reaches most pixels of its path in a few differences: the fit
+    # keeps one row per such difference instead of the pixel's whole series.  The
+    # chi-square, the SNR, the data's projection and the normal matrix must be
+    # those of the full whitened, profiled series.
+    n_groups, box = 41, 90
+    t_ref = 0.5 * difference_intervals(n_groups, GT)[1][-1]
+    truth = dict(x=45.0, y=44.0, vx=1.6 / GT, vy=0.7 / GT, flux=300.0)
+    diff = noisy(expected_cube(truth, n_groups=n_groups, box=box), seed=3)
+    exclude = np.zeros(diff.shape, bool)
+    exclude[7, 40:50, 40:50] = True  # a gap in some pixels' series
+    cells = _Cells(diff, exclude, np.full((box, box), 5.0 * GT), GT, PSF, truth["x"] + 0.2, truth["y"],
+                   truth["vx"], truth["vy"], t_ref, 2, trend_order)
+    cells.set_noise(np.zeros(cells.data.size), np.ones(cells.data.size, bool), RN, GAIN)
+    assert (~cells._full).sum() > 0.5 * cells.n_pix  # most pixels are reduced
+    p = np.array([truth["x"] + 0.1, truth["y"] - 0.1, truth["vx"] * 1.02, truth["vy"], 280.0])
+
+    def full_rows(values):
+        dense = np.zeros((cells.n_k, cells.n_pix, values.shape[1]))
+        dense[cells.k, cells.pix] = values
+        w = whiten(dense, cells.diag, cells.off)
+        return (w - np.einsum("kpi,pim->kpm", cells.u, cells._trend_coefficients(w))).reshape(-1, values.shape[1])
+
+    model = cells.model(p, t_ref)
+    d_full, m_full = full_rows(cells.data[:, None])[:, 0], full_rows(model[:, None])[:, 0]
+    jac_near = cells.jacobian(p, t_ref)
+    jac = np.zeros((cells.data.size, 5))
+    jac[cells.near] = jac_near
+    j_full, j_red = full_rows(jac), cells.whitened(jac_near)
+    m_red = cells.whitened(model[cells.near])
+    assert m_red.size < 0.5 * m_full.size
+    assert np.sum((cells.data_w - m_red) ** 2) + cells.chi2_rest == pytest.approx(np.sum((d_full - m_full) ** 2),
+                                                                                   rel=1e-9)
+    assert m_red @ m_red == pytest.approx(m_full @ m_full, rel=1e-9)
+    assert cells.data_w @ m_red == pytest.approx(d_full @ m_full, rel=1e-9)
+    np.testing.assert_allclose(j_red.T @ j_red, j_full.T @ j_full, rtol=1e-9)
+    np.testing.assert_allclose(j_red.T @ cells.data_w, j_full.T @ d_full, rtol=1e-8)
 
 
 def test_fit_does_not_depend_on_a_poor_start():

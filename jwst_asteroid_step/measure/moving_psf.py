@@ -9,11 +9,12 @@ not with the frame.
 
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 from scipy.optimize import least_squares
 
 from ..mover_model import n_sub_samples
-from ..ramp.noise import difference_covariance, whiten
+from ..ramp.noise import difference_covariance, whiten, whiten_tridiagonal
 from ..ramp.systematics import trend_basis
 
 __all__ = ["MovingFit", "fit_moving_psf", "static_photometry"]
@@ -78,6 +79,106 @@ class MovingFit:
     def errors(self):
         """One-sigma errors of ``(x, y, vx, vy, flux)``."""
         return np.sqrt(np.clip(np.diag(self.cov), 0, None))
+
+
+@numba.njit(cache=True)
+def _whiten_pixel(col, diag, off, u, gram_inv, out):
+    """Columns ``col`` (K, M) of one pixel whitened into ``out``, its trend basis ``u`` (K, P) projected out."""
+    whiten_tridiagonal(col, diag, off, out)
+    n_k, n_m = out.shape
+    n_p = u.shape[1]
+    rhs = np.zeros(n_p)
+    for c in range(n_m):
+        for q in range(n_p):
+            acc = 0.0
+            for k in range(n_k):
+                acc += u[k, q] * out[k, c]
+            rhs[q] = acc
+        for q in range(n_p):
+            coef = 0.0
+            for r in range(n_p):
+                coef += gram_inv[q, r] * rhs[r]
+            for k in range(n_k):
+                out[k, c] -= u[k, q] * coef
+
+
+@numba.njit(parallel=True, cache=True)
+def _reduce_pixels(data, cell_at, near_at, full, row_off, t_off, diag, off, u, gram_inv, t_flat, data_w, rest):
+    """Whitened, profiled data of each pixel, and each reduced pixel's factor ``T``.
+
+    Per pixel (index ``j``): ``cell_at[j]`` (K) indexes the kept cells in
+    ``data``, ``near_at[j]`` the kept cells the source can reach in the near
+    arrays (-1: none).  A ``full`` pixel's rows are its K whitened, profiled
+    differences.  For the others, with ``B = Q W E`` (whitening ``W``, the
+    profile's projection ``Q``, ``E`` the unit vectors at its c near
+    differences) and ``B = V T`` a thin QR, the residual ``Q W (d - E m)`` has
+    norm squared ``|V^T Q W d - T m|^2 + rest``: c rows replace K, exactly.
+    ``t_flat[t_off[j]:]`` receives ``T`` (c, c), ``data_w[row_off[j]:]`` the
+    pixel's data rows, ``rest[j]`` the data's part outside ``V``.
+    """
+    n_pix, n_k = cell_at.shape
+    for j in numba.prange(n_pix):
+        col = np.zeros((n_k, 1))
+        for k in range(n_k):
+            if cell_at[j, k] >= 0:
+                col[k, 0] = data[cell_at[j, k]]
+        e = np.empty((n_k, 1))
+        _whiten_pixel(col, diag[j], off[j], u[j], gram_inv[j], e)
+        o = row_off[j]
+        if full[j]:
+            for k in range(n_k):
+                data_w[o + k] = e[k, 0]
+            rest[j] = 0.0
+            continue
+        near = np.flatnonzero(near_at[j] >= 0)
+        c = near.size
+        if c == 0:
+            rest[j] = np.sum(e[:, 0] ** 2)
+            continue
+        unit = np.zeros((n_k, c))
+        for a in range(c):
+            unit[near[a], a] = 1.0
+        b = np.empty((n_k, c))
+        _whiten_pixel(unit, diag[j], off[j], u[j], gram_inv[j], b)
+        v, t = np.linalg.qr(b)
+        proj = np.ascontiguousarray(v.T) @ np.ascontiguousarray(e[:, 0])
+        for a in range(c):
+            data_w[o + a] = proj[a]
+            for a2 in range(c):
+                t_flat[t_off[j] + a * c + a2] = t[a, a2]
+        rest[j] = max(np.sum(e[:, 0] ** 2) - np.sum(proj**2), 0.0)
+
+
+@numba.njit(parallel=True, cache=True)
+def _whiten_near(values, near_at, full, row_off, t_off, diag, off, u, gram_inv, t_flat, out):
+    """Rows of :func:`_reduce_pixels` for ``values`` (n_near, M) at the near cells, zero elsewhere."""
+    n_pix, n_k = near_at.shape
+    n_m = values.shape[1]
+    for j in numba.prange(n_pix):
+        o = row_off[j]
+        if full[j]:
+            col = np.zeros((n_k, n_m))
+            for k in range(n_k):
+                i = near_at[j, k]
+                if i >= 0:
+                    for m in range(n_m):
+                        col[k, m] = values[i, m]
+            _whiten_pixel(col, diag[j], off[j], u[j], gram_inv[j], out[o:o + n_k])
+            continue
+        near = np.flatnonzero(near_at[j] >= 0)
+        c = near.size
+        for a in range(c):
+            for m in range(n_m):
+                acc = 0.0
+                for a2 in range(a, c):  # T is upper triangular
+                    acc += t_flat[t_off[j] + a * c + a2] * values[near_at[j, near[a2]], m]
+                out[o + a, m] = acc
+
+
+#: Most differences of a pixel reduced to their own rows: reducing costs ~K c**2
+#: once per noise model, whitening all K rows ~K per call, and a fit makes tens
+#: of calls.
+_MAX_REDUCED = 8
 
 
 class _Cells:
@@ -167,6 +268,37 @@ class _Cells:
         gram = np.einsum("kpi,kpj->pij", self.u, self.u)
         gram += 1e-9 * np.eye(gram.shape[1]) * np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1e-300
         self.gram = gram
+        self._reduce(keep)
+
+    def _reduce(self, keep):
+        """Rows of the fit's residual: see :func:`_reduce_pixels`.
+
+        A pixel the source reaches in at most :data:`_MAX_REDUCED` of its
+        differences, and in at most a quarter of them (a fast source's path), keeps
+        one row per such difference; the others keep all.
+        """
+        kept = np.flatnonzero(keep)
+        self._cell_at = np.full((self.n_pix, self.n_k), -1, dtype=np.int64)
+        self._cell_at[self.pix[kept], self.k[kept]] = kept
+        self._near_at = np.full((self.n_pix, self.n_k), -1, dtype=np.int64)
+        near_kept = np.flatnonzero(keep[self.near])
+        on = np.flatnonzero(self.near)[near_kept]
+        self._near_at[self.pix[on], self.k[on]] = near_kept
+        c = np.count_nonzero(self._near_at >= 0, axis=1)
+        self._full = (4 * c > self.n_k) | (c > _MAX_REDUCED)
+        rows = np.where(self._full, self.n_k, c)
+        self._row_off = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+        sizes = np.where(self._full, 0, c * c)
+        self._t_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self._t_flat = np.zeros(int(sizes.sum()))
+        self._bands = (np.ascontiguousarray(self.diag.T), np.ascontiguousarray(self.off.T),
+                       np.ascontiguousarray(self.u.transpose(1, 0, 2)), np.linalg.inv(self.gram))
+        self.data_w = np.zeros(int(rows.sum()))
+        rest = np.zeros(self.n_pix)
+        _reduce_pixels(self.data, self._cell_at, self._near_at, self._full, self._row_off, self._t_off,
+                       *self._bands, self._t_flat, self.data_w, rest)
+        #: The data's residual outside the rows: chi-square = |data_w - whitened(model)|^2 + this.
+        self.chi2_rest = float(rest.sum())
 
     def _trend_coefficients(self, w):
         """Least-squares trend coefficients of whitened columns ``w`` (K, n_pix, m)."""
@@ -179,23 +311,24 @@ class _Cells:
         return value if value.ndim == 0 else value[self.pix_y, self.pix_x][None, :]
 
     def whitened(self, values):
-        """Whitened values of the kept cells, each pixel's constant profiled out.
+        """Residual rows (:meth:`_reduce`) of values that are zero off the near cells.
 
         Parameters
         ----------
-        values : ndarray, shape (n_cells,) or (n_cells, m)
+        values : ndarray, shape (n_near,) or (n_near, m)
+            At the near cells (``self.near``), as :meth:`model_near` and
+            :meth:`jacobian` give them.
 
         Returns
         -------
-        ndarray, shape (K * n_pix,) or (K * n_pix, m)
+        ndarray, shape (n_rows,) or (n_rows, m)
+            In the order of ``data_w``.
         """
         cols = values[:, None] if values.ndim == 1 else values
-        dense = np.zeros((self.n_k, self.n_pix, cols.shape[1]))
-        dense[self.k[self.keep], self.pix[self.keep]] = cols[self.keep]
-        w = whiten(dense, self.diag, self.off)
-        w -= np.einsum("kpi,pim->kpm", self.u, self._trend_coefficients(w))
-        w = w.reshape(-1, cols.shape[1])
-        return w[:, 0] if values.ndim == 1 else w
+        out = np.empty((self.data_w.size, cols.shape[1]))
+        _whiten_near(np.ascontiguousarray(cols, dtype=np.float64), self._near_at, self._full, self._row_off,
+                     self._t_off, *self._bands, self._t_flat, out)
+        return out[:, 0] if values.ndim == 1 else out
 
     def static_level(self, resid):
         """Fitted static scene and trend (DN per difference) of each cell."""
@@ -219,28 +352,30 @@ class _Cells:
             total = total + weight * np.matmul(col.transpose(0, 2, 1), row)
         return total[self.k_near, self.iy, self.ix] / self.n_sub
 
-    def model(self, p, t_ref):
+    def model_near(self, p, t_ref):
+        """The source's charge (DN) at the near cells along path ``p``."""
         _, rows, cols = self._profiles(p, t_ref)
+        return p[4] * self.group_time * self._at_near((frac, col, row) for (frac, row), (_, col) in zip(rows, cols))
+
+    def model(self, p, t_ref):
+        """The source's charge (DN) in every cell along path ``p``."""
         out = np.zeros(self.data.size)
-        out[self.near] = p[4] * self.group_time * self._at_near(
-            (frac, col, row) for (frac, row), (_, col) in zip(rows, cols))
+        out[self.near] = self.model_near(p, t_ref)
         return out
 
     def jacobian(self, p, t_ref):
-        """Derivatives of :meth:`model` with respect to (x, y, vx, vy, flux), shape (n, 5)."""
+        """Derivatives of :meth:`model_near` with respect to (x, y, vx, vy, flux), shape (n_near, 5)."""
         dt, rows, cols = self._profiles(p, t_ref, derivative=True)
         dt = dt[..., None]
         scale = -p[4] * self.group_time
         comps = [(frac, row, d_row, col, d_col) for (frac, row, d_row), (_, col, d_col) in zip(rows, cols)]
-        out = np.zeros((self.data.size, 5))
-        out[self.near] = np.column_stack([
+        return np.column_stack([
             scale * self._at_near((f, col, d_row) for f, row, d_row, col, d_col in comps),
             scale * self._at_near((f, d_col, row) for f, row, d_row, col, d_col in comps),
             scale * self._at_near((f, col * dt, d_row) for f, row, d_row, col, d_col in comps),
             scale * self._at_near((f, d_col * dt, row) for f, row, d_row, col, d_col in comps),
             self.group_time * self._at_near((f, col, row) for f, row, d_row, col, d_col in comps),
         ])
-        return out
 
 
 class _StaticImage:
@@ -415,8 +550,8 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         phot = _StaticImage(background, guess.x + guess.vx * t_half, guess.y + guess.vy * t_half, psf,
                             np.broadcast_to(variance, background.shape))
         prior = _FluxPrior(phot, t_mid, group_time) if phot.inside and phot.flux > 0 else None
-    m_w = cells.whitened(cells.model(p0, t_ref))
-    d_w = cells.whitened(cells.data)
+    m_w = cells.whitened(cells.model_near(p0, t_ref))
+    d_w = cells.data_w
     p0[4] = max(np.dot(d_w, m_w) / max(np.dot(m_w, m_w), 1e-30), 1e-3)
     if np.dot(d_w, m_w) / np.sqrt(max(np.dot(m_w, m_w), 1e-30)) < min_start_snr:
         return None
@@ -453,13 +588,13 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
     p0 = result.x
     model = _reweight(cells, p0, t_ref, read_noise, gain)
     keep = cells.keep
-    d_w = cells.whitened(cells.data)
-    m_w = cells.whitened(model)
+    d_w = cells.data_w
+    m_w = cells.whitened(model[cells.near])
     jac = cells.whitened(cells.jacobian(p0, t_ref))
     if prior is not None:
         jac = np.vstack([jac, prior.jacobian(p0)])
     dof = max(int(keep.sum()) - 5 - cells.n_levels, 1)
-    chi2 = float(np.sum((d_w - m_w) ** 2))
+    chi2 = float(np.sum((d_w - m_w) ** 2)) + cells.chi2_rest
     try:
         cov = np.linalg.inv(jac.T @ jac)
     except np.linalg.LinAlgError:
@@ -486,15 +621,18 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
 
 def _least_squares(cells, p0, t_ref, prior=None):
     """Levenberg-Marquardt fit of (x, y, vx, vy, flux) to the whitened, profiled cells (and a prior)."""
-    d_w = cells.whitened(cells.data)
+    d_w = cells.data_w
+    # MINPACK wants as many residuals as parameters; a source that reaches few
+    # cells has fewer rows (see _Cells._reduce), and zero rows change nothing.
+    pad = max(p0.size - d_w.size - (prior is not None), 0)
 
     def residual(p):
-        r = d_w - cells.whitened(cells.model(p, t_ref))
-        return r if prior is None else np.concatenate([r, prior.residual(p)])
+        r = d_w - cells.whitened(cells.model_near(p, t_ref))
+        return np.concatenate([r, np.zeros(pad)] + ([] if prior is None else [prior.residual(p)]))
 
     def jacobian(p):
         j = -cells.whitened(cells.jacobian(p, t_ref))
-        return j if prior is None else np.vstack([j, prior.jacobian(p)])
+        return np.vstack([j, np.zeros((pad, p0.size))] + ([] if prior is None else [prior.jacobian(p)]))
 
     return least_squares(residual, p0, jac=jacobian, x_scale="jac", method="lm")
 

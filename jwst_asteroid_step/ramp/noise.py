@@ -107,19 +107,28 @@ def difference_covariance(expected_dn, valid, read_noise_cds, gain):
 
 
 @numba.njit(cache=True)
+def whiten_tridiagonal(values, diag, off, out):
+    """``out = L^-1 values`` for one pixel's columns ``values`` (K, M) (numba, for kernels).
+
+    ``diag`` and ``off`` are the pixel's covariance bands (:func:`difference_covariance`).
+    """
+    n_k, n_m = values.shape
+    prev_l = np.sqrt(diag[0])
+    for c in range(n_m):
+        out[0, c] = values[0, c] / prev_l
+    for k in range(1, n_k):
+        m = off[k - 1] / prev_l
+        lkk = np.sqrt(max(diag[k] - m * m, 1e-30))
+        for c in range(n_m):
+            out[k, c] = (values[k, c] - m * out[k - 1, c]) / lkk
+        prev_l = lkk
+
+
+@numba.njit(cache=True)
 def _whiten(values, diag, off, out):
     # values, out: (K, N, M), M columns sharing each pixel's covariance.
-    n_k, n, n_m = values.shape
-    for j in range(n):
-        prev_l = np.sqrt(diag[0, j])
-        for c in range(n_m):
-            out[0, j, c] = values[0, j, c] / prev_l
-        for k in range(1, n_k):
-            m = off[k - 1, j] / prev_l
-            lkk = np.sqrt(max(diag[k, j] - m * m, 1e-30))
-            for c in range(n_m):
-                out[k, j, c] = (values[k, j, c] - m * out[k - 1, j, c]) / lkk
-            prev_l = lkk
+    for j in range(values.shape[1]):
+        whiten_tridiagonal(values[:, j], diag[:, j], off[:, j], out[:, j])
 
 
 def whiten(values, diag, off):
