@@ -220,23 +220,24 @@ class _Cells:
         k_near, y_near, x_near = (np.concatenate(a) if a else np.zeros(0, int) for a in (ks, ys, xs))
         pix = np.unique(y_near * nx + x_near)
         py, px = np.divmod(pix, nx)
-        k = np.repeat(np.arange(nk), pix.size)
-        yy, xx = np.tile(py, nk), np.tile(px, nk)
+        # Every difference of every pixel the path reaches: a fast path's pixels
+        # make millions of cells, so the per-cell arrays stay as small as they can.
+        k = np.repeat(np.arange(nk, dtype=np.int32), pix.size)
+        cell_pix = np.tile(np.arange(pix.size, dtype=np.int32), nk)
         is_near = np.zeros(nk * pix.size, dtype=bool)
         is_near[k_near * pix.size + np.searchsorted(pix, y_near * nx + x_near)] = True
 
-        d = diff[k, yy, xx].astype(float)
-        ok = np.isfinite(d) & ~exclude[k, yy, xx]
-        self.k, yy, xx = k[ok], yy[ok], xx[ok]
-        self.pix = np.tile(np.arange(pix.size), nk)[ok]
+        d = diff[k, py[cell_pix], px[cell_pix]].astype(float)
+        ok = np.isfinite(d) & ~exclude[k, py[cell_pix], px[cell_pix]]
+        self.k, self.pix = k[ok], cell_pix[ok]
+        del k, cell_pix
         self.pix_y, self.pix_x = py, px
         self.n_pix, self.n_k = pix.size, nk
         self.data = d[ok]
         self.near = is_near[ok]
         # Profiled per pixel: the static level and its trends.
         self.n_levels = int(np.unique(self.pix).size) * self.trend.shape[1]
-        self.y, self.x = yy.astype(float), xx.astype(float)
-        self.background = background[yy, xx].astype(float)
+        self.background = background[py, px].astype(float)[self.pix]
         self.group_time = group_time
         self.psf = psf
         self.n_sub = n_sub_samples(1.5 * np.hypot(vx, vy) + 1e-3, group_time)
@@ -244,8 +245,9 @@ class _Cells:
         self.t = (np.arange(nk)[:, None] + frac[None, :]) * group_time  # (K, n_sub)
         k_on = self.k[self.near]
         self.k_near = k_on
-        self.ix = self.x[self.near].astype(int) - self.box_x0[k_on]
-        self.iy = self.y[self.near].astype(int) - self.box_y0[k_on]
+        pix_on = self.pix[self.near]
+        self.ix = px[pix_on] - self.box_x0[k_on]
+        self.iy = py[pix_on] - self.box_y0[k_on]
         self.t_span = (self.t[k_on.min(), 0], self.t[k_on.max(), -1]) if k_on.size else (0.0, nk * group_time)
 
     def set_noise(self, source_dn, keep, read_noise, gain):
@@ -278,9 +280,9 @@ class _Cells:
         one row per such difference; the others keep all.
         """
         kept = np.flatnonzero(keep)
-        self._cell_at = np.full((self.n_pix, self.n_k), -1, dtype=np.int64)
-        self._cell_at[self.pix[kept], self.k[kept]] = kept
-        self._near_at = np.full((self.n_pix, self.n_k), -1, dtype=np.int64)
+        cell_at = np.full((self.n_pix, self.n_k), -1, dtype=np.int64)
+        cell_at[self.pix[kept], self.k[kept]] = kept
+        self._near_at = np.full((self.n_pix, self.n_k), -1, dtype=np.int32)
         near_kept = np.flatnonzero(keep[self.near])
         on = np.flatnonzero(self.near)[near_kept]
         self._near_at[self.pix[on], self.k[on]] = near_kept
@@ -295,7 +297,7 @@ class _Cells:
                        np.ascontiguousarray(self.u.transpose(1, 0, 2)), np.linalg.inv(self.gram))
         self.data_w = np.zeros(int(rows.sum()))
         rest = np.zeros(self.n_pix)
-        _reduce_pixels(self.data, self._cell_at, self._near_at, self._full, self._row_off, self._t_off,
+        _reduce_pixels(self.data, cell_at, self._near_at, self._full, self._row_off, self._t_off,
                        *self._bands, self._t_flat, self.data_w, rest)
         #: The data's residual outside the rows: chi-square = |data_w - whitened(model)|^2 + this.
         self.chi2_rest = float(rest.sum())
@@ -577,6 +579,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         p0 = p
         if shift < rebuild_px or not on_object or rebuild == max_rebuilds:
             break
+        cells = None  # the old boxes go before the new ones are laid: a fast path has millions of cells
         cells = cells_along(p0)
         if cells is None:
             return None
