@@ -192,7 +192,10 @@ class _Cells:
     SNR use the read-noise correlation of adjacent differences.  The source model
     is evaluated only on the ``near`` cells, those within reach of the path: in
     each difference, a box of ``width`` pixels a side centred on the path, where
-    the PSF's separability gives it as a product of row and column profiles.
+    the PSF's separability gives it as a product of row and column profiles.  A
+    pixel that a fast source reaches in only a few differences still needs its
+    whole series for its level, but only those few residual rows
+    (:meth:`_reduce`): the least squares see one row per near cell there.
     """
 
     def __init__(self, diff, exclude, background, group_time, psf, x, y, vx, vy, t_ref, margin,
