@@ -190,20 +190,13 @@ def drift_excess(diff, exclude, background, read_noise, gain, n_pixels=20000, se
     return float("nan") if sample is None else mad_sigma(sample[0])
 
 
-def _template_statistic(diff, exclude, background, read_noise, gain, template, trend_order, n_pixels,
-                        seed):
-    """``u^T C^-1 r / sqrt(u^T C^-1 u)`` with level and trends profiled, on clean sampled pixels.
+#: Sampled pixels whose time series are solved together in :func:`_template_statistic`.
+_CHUNK_PIXELS = 2048
 
-    Returns ``(t, py, px)`` or None when fewer than 50 pixels are clean.
-    """
+
+def _template_terms(diff, exclude, background, read_noise, gain, template, trend_order, py, px):
+    """``u^T C^-1 r`` and ``u^T C^-1 u``, level and trends profiled, at pixels ``(py, px)``."""
     n_k, ny, nx = diff.shape
-    # Pixels that lost nothing but what every pixel lost: no event, no mask.
-    n_usable, _ = usable_counts(diff, exclude)
-    rows = np.flatnonzero(n_usable.ravel() >= n_usable.max())
-    if rows.size < 50:
-        return None
-    pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(n_pixels, rows.size), replace=False))
-    py, px = np.divmod(pick, nx)
     r = diff[:, py, px].astype(float)
     valid = np.isfinite(r) & ~exclude[:, py, px]
     r = np.where(valid, r, 0.0)
@@ -220,6 +213,30 @@ def _template_statistic(diff, exclude, background, read_noise, gain, template, t
     br = np.einsum("kni,kn->ni", basis, cr)
     a = np.sum(u * cr, axis=0) - np.einsum("ni,ni->n", bu, np.linalg.solve(gram, br[..., None])[..., 0])
     b = np.sum(u * cu, axis=0) - np.einsum("ni,ni->n", bu, np.linalg.solve(gram, bu[..., None])[..., 0])
+    return a, b
+
+
+def _template_statistic(diff, exclude, background, read_noise, gain, template, trend_order, n_pixels,
+                        seed):
+    """``u^T C^-1 r / sqrt(u^T C^-1 u)`` with level and trends profiled, on clean sampled pixels.
+
+    Returns ``(t, py, px)`` or None when fewer than 50 pixels are clean.
+    """
+    n_k, ny, nx = diff.shape
+    # Pixels that lost nothing but what every pixel lost: no event, no mask.
+    n_usable, _ = usable_counts(diff, exclude)
+    rows = np.flatnonzero(n_usable.ravel() >= n_usable.max())
+    if rows.size < 50:
+        return None
+    pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(n_pixels, rows.size), replace=False))
+    py, px = np.divmod(pick, nx)
+    # In chunks of pixels: a dozen (n_k, pixels) float64 arrays of all 20,000
+    # sampled pixels were the step's memory peak (~150 MB at 100 groups).
+    a, b = np.empty(pick.size), np.empty(pick.size)
+    for i in range(0, pick.size, _CHUNK_PIXELS):
+        part = slice(i, i + _CHUNK_PIXELS)
+        a[part], b[part] = _template_terms(diff, exclude, background, read_noise, gain, template, trend_order,
+                                           py[part], px[part])
     good = b > 0
     if good.sum() < 50:
         return None
