@@ -687,8 +687,9 @@ def _unclip_planes(planes, clipped):
 def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation, backend, half_step=0.0):
     """Scan the velocities; local maxima of the best SNR at or above ``threshold``.
 
-    With ``half_step`` (px/group; CPU backend) long stacks are scanned as two
-    halves on that coarser grid (:func:`_scan_by_halves`).
+    With ``half_step`` > 0 (px/group; CPU backend, stacks of at least
+    :data:`_MIN_BINS_BY_HALVES` bins: the caller decides) the stack is scanned as
+    two halves on that coarser grid (:func:`_scan_by_halves`).
 
     Returns
     -------
@@ -701,7 +702,7 @@ def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation
     if backend == "cpu":
         snr = np.full((ny, nx), -np.inf, dtype=np.float32)
         best_iv = np.zeros((ny, nx), dtype=np.int32)
-        if half_step > 0 and planes.shape[0] >= _MIN_BINS_BY_HALVES:
+        if half_step > 0:
             _scan_by_halves(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, half_step)
         else:
             _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, np.arange(ny))
@@ -1116,7 +1117,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         halves = backend == "cpu" and planes.shape[0] >= _MIN_BINS_BY_HALVES
         _, best_iv, ys, xs = _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm,
                                           (0.8 if halves else 0.85) * snr_threshold, min_separation, backend,
-                                          half_step=2.0 * step)
+                                          half_step=2.0 * step if halves else 0.0)
         ys, xs = ys[: 4 * max_candidates], xs[: 4 * max_candidates]
         n_peaks += ys.size
         refined = _refine(planes, t_bin, norm, speed_norm, xs, ys, vxs[best_iv[ys, xs]], vys[best_iv[ys, xs]], step,
