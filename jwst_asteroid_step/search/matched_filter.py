@@ -40,7 +40,7 @@ from ..ramp.differences import usable_counts
 from ..ramp.noise import difference_covariance, profiled_information
 from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
-from .backends import array_module, scan_array
+from .backends import array_module, halves_layout, scan_array
 from .slow_motion import _core_profiles, _correlate, correlate_planes, slow_motion_candidates
 from .tracks import offsets_from_line
 
@@ -265,26 +265,21 @@ def _scan_by_halves(psi, t_bin, vxs, vys, vnorm, norm, best_snr, best_iv, half_s
     ``block`` coarse velocities are held at a time (~9 MB each on a full frame).
     """
     n_bins, ny, nx = psi.shape
-    split = n_bins // 2
-    c_a, c_b = float(np.mean(t_bin[:split])), float(np.mean(t_bin[split:]))
-    t_off = (t_bin - np.where(np.arange(n_bins) < split, c_a, c_b)).astype(np.float32)
-    cells = np.rint(np.stack([vxs, vys], axis=1) / half_step).astype(np.int64)
-    coarse, cell_of = np.unique(cells, axis=0, return_inverse=True)
-    cell_of = cell_of.ravel()
-    order = np.argsort(cell_of, kind="stable")  # fine velocities grouped by coarse cell
-    pad = int(np.ceil(max(np.abs(vxs).max(), np.abs(vys).max()) * max(abs(c_a), abs(c_b)))) + 1
-    halves = np.empty((2, min(block, len(coarse)), ny + 2 * pad, nx + 2 * pad), dtype=np.float32)
+    lay = halves_layout(t_bin, vxs, vys, half_step)
+    n_coarse, pad = len(lay.coarse), lay.pad
+    halves = np.empty((2, min(block, n_coarse), ny + 2 * pad, nx + 2 * pad), dtype=np.float32)
     # The kernel keeps velocity indices of its own slice: best_iv is mapped back after.
     sorted_iv = np.full((ny, nx), 0, dtype=np.int32)
-    for first in range(0, len(coarse), block):
-        cells_here = np.arange(first, min(first + block, len(coarse)))
-        uxs, uys = (coarse[cells_here] * half_step).astype(np.float32).T
-        _half_sums(psi, t_off, split, uxs, uys, pad, halves[:, :cells_here.size])
-        lo, hi = np.searchsorted(cell_of[order], [cells_here[0], cells_here[-1] + 1])
-        sel = order[lo:hi]
-        _scan_halves(halves[0], halves[1], c_a, c_b, (cell_of[sel] - first).astype(np.int64), vxs[sel],
+    for first in range(0, n_coarse, block):
+        cells_here = np.arange(first, min(first + block, n_coarse))
+        uxs, uys = lay.coarse[cells_here].T
+        _half_sums(psi, lay.t_off, lay.split, np.ascontiguousarray(uxs), np.ascontiguousarray(uys), pad,
+                   halves[:, :cells_here.size])
+        lo, hi = np.searchsorted(lay.cell_of[lay.order], [cells_here[0], cells_here[-1] + 1])
+        sel = lay.order[lo:hi]
+        _scan_halves(halves[0], halves[1], lay.c_a, lay.c_b, (lay.cell_of[sel] - first).astype(np.int64), vxs[sel],
                      vys[sel], vnorm[sel], lo, norm, best_snr, sorted_iv)
-    best_iv[:] = order[sorted_iv]
+    best_iv[:] = lay.order[sorted_iv]
 
 
 def _fold_pairs(planes):
@@ -687,9 +682,9 @@ def _unclip_planes(planes, clipped):
 def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation, backend, half_step=0.0):
     """Scan the velocities; local maxima of the best SNR at or above ``threshold``.
 
-    With ``half_step`` > 0 (px/group; CPU backend, stacks of at least
+    With ``half_step`` > 0 (px/group; stacks of at least
     :data:`_MIN_BINS_BY_HALVES` bins: the caller decides) the stack is scanned as
-    two halves on that coarser grid (:func:`_scan_by_halves`).
+    two halves on that coarser grid (:func:`_scan_by_halves`, or its array twin).
 
     Returns
     -------
@@ -707,7 +702,7 @@ def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation
         else:
             _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, np.arange(ny))
     else:
-        snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm)
+        snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm, half_step)
     ys, xs = np.nonzero(snr >= threshold)
     keep = _local_maxima(snr, ys, xs, min_separation)
     ys, xs = ys[keep], xs[keep]
@@ -1114,7 +1109,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         # are taken from 0.8 (not 0.85) of the threshold, and the refinement first
         # looks a step around the grid's velocity.  (On short stacks that would
         # only send more noise peaks to the fit: 103 candidates at 10 groups.)
-        halves = backend == "cpu" and planes.shape[0] >= _MIN_BINS_BY_HALVES
+        halves = planes.shape[0] >= _MIN_BINS_BY_HALVES
         _, best_iv, ys, xs = _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm,
                                           (0.8 if halves else 0.85) * snr_threshold, min_separation, backend,
                                           half_step=2.0 * step if halves else 0.0)
