@@ -251,44 +251,48 @@ def _candidates(backend, diff):
     return np.array([[c.x, c.y, c.vx, c.vy, c.snr] for c in found])
 
 
+def _needs_a_gpu():
+    if backends.gpu_unavailable_reason():
+        pytest.skip(backends.gpu_unavailable_reason())
+
+
 @pytest.mark.parametrize("n_groups", [30, 60])
-def test_array_scan_equals_the_numba_scan(n_groups, monkeypatch):
-    # The array code the GPU runs, here with numpy: the same candidates as the
-    # numba kernels, to float32 rounding.  At 60 groups the fastest classes are
-    # long enough to be scanned as two halves, by both paths.
+def test_cupy_search_equals_the_numba_search(n_groups, monkeypatch):
+    # At 60 groups the fastest classes are long enough to be scanned as two
+    # halves, by both backends; at 30 none is.
+    _needs_a_gpu()
     layouts = []
     monkeypatch.setattr(backends, "halves_layout", lambda *a: layouts.append(a) or mf.halves_layout(*a))
-    diff = mover_cube(30.2, 28.7, 0.31, -0.12, 60.0, n_groups, 64, seed=7)
-    cpu, array = _candidates("cpu", diff), _candidates("numpy", diff)
+    diff = mover_cube(60.2, 58.7, 0.31, -0.12, 60.0, n_groups, 128, seed=8)
+    cpu, gpu = _candidates("cpu", diff), _candidates("cupy", diff)
     assert bool(layouts) == (n_groups == 60)
-    assert cpu.shape == array.shape and len(cpu) > 0
-    np.testing.assert_allclose(array, cpu, rtol=1e-5, atol=1e-6)
+    assert cpu.shape == gpu.shape and len(cpu) > 0
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6)
 
 
-def test_array_scan_by_halves_equals_the_numba_scan_on_a_whole_map():
-    # Every pixel's best SNR and velocity, not only the candidates: the pad's
-    # edge cases resolve alike.  (Where a pixel's normalisation is 0 every
-    # velocity scores 0, and which one is kept does not matter.)
+@pytest.mark.parametrize("halves", [False, True])
+def test_cuda_scan_equals_the_numba_scan_on_a_whole_map(halves):
+    # Every pixel's best SNR and velocity, not only the candidates: the edges,
+    # the pad and the order of the velocities resolve alike.  (Where a pixel's
+    # normalisation is 0 every velocity scores 0, and which one is kept does
+    # not matter.)
+    _needs_a_gpu()
     rng = np.random.default_rng(3)
-    planes = rng.normal(size=(20, 40, 48)).astype(np.float32)
+    planes = rng.normal(size=(20, 40, 300)).astype(np.float32)
     t_bin = (np.arange(20) - 9.5).astype(np.float32) * 2
     vxs, vys = mf._velocity_annulus(0.0, 0.5, 0.05)
     vnorm = rng.uniform(0.5, 1.0, vxs.size).astype(np.float32)
-    norm = rng.uniform(0.0, 1.0, (40, 48)).astype(np.float32)
+    norm = rng.uniform(0.0, 1.0, (40, 300)).astype(np.float32)
     norm[0, :5] = 0.0
-    snr = np.full((40, 48), -np.inf, dtype=np.float32)
-    best_iv = np.zeros((40, 48), dtype=np.int32)
-    mf._scan_by_halves(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, 0.1)
-    array_snr, array_iv = backends.scan_array(np, planes, t_bin, vxs, vys, vnorm, norm, 0.1)
-    np.testing.assert_allclose(array_snr, snr, rtol=1e-6)
-    np.testing.assert_array_equal(array_iv[norm > 0], best_iv[norm > 0])
-
-
-def test_cupy_scan_equals_the_numba_scan():
-    if backends.gpu_unavailable_reason():
-        pytest.skip(backends.gpu_unavailable_reason())
-    diff = mover_cube(60.2, 58.7, 0.31, -0.12, 60.0, 60, 128, seed=8)
-    np.testing.assert_allclose(_candidates("cupy", diff), _candidates("cpu", diff), rtol=1e-5, atol=1e-6)
+    snr = np.full((40, 300), -np.inf, dtype=np.float32)
+    best_iv = np.zeros((40, 300), dtype=np.int32)
+    if halves:
+        mf._scan_by_halves(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, 0.1)
+    else:
+        mf._scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, np.arange(40))
+    gpu_snr, gpu_iv = backends.scan_cuda(planes, t_bin, vxs, vys, vnorm, norm, 0.1 if halves else 0.0)
+    np.testing.assert_allclose(gpu_snr, snr, rtol=1e-6)
+    np.testing.assert_array_equal(gpu_iv[norm > 0], best_iv[norm > 0])
 
 
 def test_cupy_backend_without_a_gpu_warns_and_searches_on_the_cpu():

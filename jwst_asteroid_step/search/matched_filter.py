@@ -40,7 +40,7 @@ from ..ramp.differences import usable_counts
 from ..ramp.noise import difference_covariance, profiled_information
 from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
-from .backends import array_module, halves_layout, scan_array
+from .backends import halves_layout, scan_cuda
 from .slow_motion import _core_profiles, _correlate, correlate_planes, slow_motion_candidates
 from .tracks import offsets_from_line
 
@@ -702,7 +702,7 @@ def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation
         else:
             _scan(planes, t_bin, vxs, vys, vnorm, norm, snr, best_iv, np.arange(ny))
     else:
-        snr, best_iv = scan_array(array_module(backend), planes, t_bin, vxs, vys, vnorm, norm, half_step)
+        snr, best_iv = scan_cuda(planes, t_bin, vxs, vys, vnorm, norm, half_step)
     ys, xs = np.nonzero(snr >= threshold)
     keep = _local_maxima(snr, ys, xs, min_separation)
     ys, xs = ys[keep], xs[keep]
@@ -994,9 +994,9 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     overwrite : bool
         Build the search's planes in ``diff``'s own memory (its values are lost),
         so that the search needs no second cube.
-    backend : {"cpu", "cupy", "numpy"}
-        Where the scan runs: the numba kernel, CuPy on a GPU, or the same
-        array code with numpy (:mod:`~jwst_asteroid_step.search.backends`).
+    backend : {"cpu", "cupy"}
+        Where the velocity scans run: the numba kernels, or their CUDA twins
+        through CuPy on a GPU (:mod:`~jwst_asteroid_step.search.backends`).
     fast_max_speed : float
         Above ``v_max``, up to this speed (px/group), search windows of
         ``fast_window`` differences on their own coarser velocity grids and
