@@ -639,18 +639,19 @@ def _clip_planes(planes, clip_sigma, keep=False):
 
     Returns
     -------
-    clipped : list of (int, ndarray, ndarray)
+    clipped : list of (int, ndarray, ndarray, float32)
         With ``keep``, per plane the flat indices and former values of what was
-        clipped (a few pixels: cosmic-ray residuals, bright sources), for
-        :func:`_unclip_planes`; otherwise empty (the search's main classes clip
-        for good, and finding what was clipped costs a pass over every plane).
+        clipped (a few pixels: cosmic-ray residuals, bright sources) and the clip
+        level, for :func:`_unclip_planes`; otherwise empty (the search's main
+        classes clip for good, and finding what was clipped costs a pass over
+        every plane).
     """
     clipped = []
     for i, plane in enumerate(planes):
         limit = np.float32(clip_sigma * _robust_sigma(plane))
         if keep:
             idx, values = _clip_kept(plane.reshape(-1), limit)
-            clipped.append((i, idx, values))
+            clipped.append((i, idx, values, limit))
         else:
             np.clip(plane, -limit, limit, out=plane)
     return clipped
@@ -675,8 +676,69 @@ def _clip_kept(flat, limit):
 
 def _unclip_planes(planes, clipped):
     """Undo :func:`_clip_planes`."""
-    for i, idx, values in clipped:
+    for i, idx, values, _ in clipped:
         planes[i].reshape(-1)[idx] = values
+
+
+def _unflattened_velocities(planes, clipped, t_bin, xs, ys, vxs, vys, iv, min_share=0.5):
+    """Grid velocities of peaks, chosen again on the unclipped planes where the clip flattened their tracks.
+
+    A source bright enough to reach the clip level in most of a short stack's
+    planes is a plateau there: every velocity that keeps the track on it stacks
+    about the same sum, and the speed normalisation, which grows with speed,
+    then picks the fastest (a streak of 1.47 px/group was nominated at 2.9 px/group,
+    its fit never found it, and the main search's fragments of it became a
+    dozen false detections).  Where at least ``min_share`` of a peak's samples
+    sit at the clip level, its velocity is the one that stacks the most light
+    on the unclipped planes: the normalisation is for telling a track from
+    noise, and such a source is plainly there.  A cosmic-ray remnant, clipped
+    in one plane, cannot qualify.
+
+    Parameters
+    ----------
+    planes : ndarray, float32, shape (n_bins, ny, nx)
+        Clipped planes (restored on return).
+    clipped : list
+        What :func:`_clip_planes` with ``keep`` clipped from ``planes``, plane
+        indices counted from ``planes[0]``.
+    t_bin : ndarray, float32, shape (n_bins,)
+    xs, ys : ndarray of int
+        The peaks' pixels.
+    vxs, vys : ndarray, float32, shape (n_vel,)
+        The velocity grid.
+    iv : ndarray of int
+        Each peak's grid velocity on the clipped planes.
+
+    Returns
+    -------
+    ndarray of int
+        Each peak's grid velocity.
+    """
+    if not clipped or iv.size == 0:
+        return iv
+    n_bins, ny, nx = planes.shape
+    limits = np.full(n_bins, np.inf, dtype=np.float32)
+    for i, _, _, limit in clipped:
+        limits[i] = limit
+    # Samples as the scan takes them: whole-pixel shifts rounded half to even.
+    py = ys[:, None] + np.rint(vys[iv][:, None] * t_bin[None, :]).astype(int)
+    px = xs[:, None] + np.rint(vxs[iv][:, None] * t_bin[None, :]).astype(int)
+    on = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
+    b = np.broadcast_to(np.arange(n_bins), py.shape)
+    at_limit = np.zeros(py.shape, dtype=bool)
+    at_limit[on] = np.abs(planes[b[on], py[on], px[on]]) >= limits[b[on]]
+    flat = np.flatnonzero(at_limit.sum(axis=1) >= min_share * n_bins)
+    if flat.size == 0:
+        return iv
+    kept = [(i, idx, planes[i].reshape(-1)[idx].copy(), limit) for i, idx, _, limit in clipped]
+    _unclip_planes(planes, clipped)
+    try:
+        sums = _bilinear(planes, t_bin, xs[flat, None], ys[flat, None], vxs[None, :], vys[None, :])
+    finally:
+        _unclip_planes(planes, kept)
+    iv = iv.copy()
+    iv[flat] = np.argmax(sums, axis=1)
+    return iv
 
 
 def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation, backend, half_step=0.0):
@@ -823,7 +885,7 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
 
 
 def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, window, window_snr,
-                     snr_threshold, min_separation, max_peaks, backend, excess, min_consistency=0.3):
+                     snr_threshold, min_separation, max_peaks, backend, excess, min_consistency=0.3, clipped=()):
     """Candidates of ``lo``-``hi`` px/group from short windows, confirmed along the whole ramp.
 
     A coherent search of the whole ramp needs a velocity grid whose spacing shrinks
@@ -866,6 +928,10 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
         (:func:`_excess_window_noise`): the fast search's SNRs are divided by it.
     min_consistency : float
         Least :func:`_window_consistency` of a candidate.
+    clipped : list
+        What :func:`_clip_planes` clipped from ``fine`` (``keep``): a window
+        peak whose track the clip flattened takes its velocity from the
+        unclipped window (:func:`_unflattened_velocities`).
 
     Returns
     -------
@@ -894,12 +960,14 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
         n_trials += vxs.size * ny * nx
         t_all = (np.arange(n_diff) + 0.5 - t_w).astype(np.float32)
         ys, xs = ys[:max_peaks], xs[:max_peaks]
+        in_window = [(i - start, idx, values, limit) for i, idx, values, limit in clipped
+                     if start <= i < start + window]
+        ivs = _unflattened_velocities(fine[start:start + window], in_window, t_bin, xs, ys, vxs, vys,
+                                      best_iv[ys, xs])
         # Velocity over the window's grid cell at the window's peak, then position
         # and velocity together, along the whole ramp.
-        refined = _refine(fine, t_all, norm, speed_norm, xs, ys, vxs[best_iv[ys, xs]], vys[best_iv[ys, xs]], step,
-                          m=m, min_snr=snr_threshold)
-        for yi, xi, (x, y, vx, vy, s) in zip(ys, xs, refined):
-            iv = best_iv[yi, xi]
+        refined = _refine(fine, t_all, norm, speed_norm, xs, ys, vxs[ivs], vys[ivs], step, m=m, min_snr=snr_threshold)
+        for yi, xi, iv, (x, y, vx, vy, s) in zip(ys, xs, ivs, refined):
             if _on_a_line(float(xi), float(yi), vxs[iv], vys[iv], found, hi * n_diff):
                 continue  # a streak already followed (see _on_a_line)
             scale = float(excess(vx, vy))
@@ -1083,7 +1151,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         fast_found, n_trials = _fast_candidates(
             fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss, fast_window,
             fast_snr_threshold, max(snr_threshold, fast_confirm_snr), min_separation, max_candidates,
-            backend, excess=excess)
+            backend, excess=excess, clipped=clipped)
         found.extend(fast_found)
         _unclip_planes(fine, clipped)
         del clipped
@@ -1124,10 +1192,12 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
 
     candidates = []
     for cand in sorted(found, key=lambda c: -c.snr):
-        # Compared where each would be at the middle of the ramp.
+        # Compared where each would be at the middle of the ramp.  A candidate of
+        # the main classes does not stand in for a faster one of the fast windows
+        # at its place: its fit is held to the speeds it was found at.
         x, y = cand.x + cand.vx * (t_ref - cand.t_ref), cand.y + cand.vy * (t_ref - cand.t_ref)
         if all(np.hypot(x - c.x - c.vx * (t_ref - c.t_ref), y - c.y - c.vy * (t_ref - c.t_ref)) > min_separation
-               for c in candidates):
+               or c.v_searched < cand.v_searched for c in candidates):
             candidates.append(cand)
         if len(candidates) >= max_candidates:
             break

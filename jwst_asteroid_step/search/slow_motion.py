@@ -121,7 +121,9 @@ def slow_motion_statistic(z_t, info_t, psf, noise_scale=1.0):
     fxy = _correlate(info_t, p * dp, p * dp)
     snr = np.empty(z_t.shape, dtype=np.float32)
     _likelihood_ratio(hx, hy, fxx, fyy, fxy, snr)
-    np.sqrt(snr, out=snr)
+    # Rounding leaves a few slightly negative ratios where the information is
+    # nearly singular: no evidence of motion there.
+    np.sqrt(np.maximum(snr, 0.0, out=snr), out=snr)
     snr /= np.broadcast_to(np.asarray(noise_scale, dtype=np.float32), snr.shape)
 
     def amplitude(y, x):
