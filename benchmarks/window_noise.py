@@ -1,0 +1,64 @@
+"""Spread of the fast windows' SNR in pure model noise, by speed.
+
+Not part of ``run_all.py``.  The fast windows' statistic
+(:func:`~jwst_asteroid_step.search.matched_filter._fast_candidates`) should have
+unit spread in noise at every speed.  This builds model noise (read noise and
+sky shot noise, the package's noise model) for a 100-group full-frame-timing
+ramp, pre-whitens and PSF-correlates it as the search does, and prints the
+robust spread of the windows' SNR per speed (``_window_spread``, as
+``_excess_window_noise`` measures it) with the speed normalisation ``vnorm``
+at that speed.  A spread that grows with speed means the normalisation
+favours fast velocities: SNRs there are inflated by that factor.
+
+Run from the repository root (about 1 minute on 2 cores)::
+
+    python -m benchmarks.window_noise
+"""
+
+import numpy as np
+
+from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.ramp.systematics import trend_basis
+from jwst_asteroid_step.search import matched_filter as mf
+
+GROUP_TIME, GAIN, READ_NOISE, SKY = 2.77504, 4.0, 7.0, 5.0  # s, e/DN, DN (CDS), DN/s
+SPEEDS = (0.6, 1.0, 1.5, 2.0, 2.5, 3.0)  # px/group, the default fast range
+WINDOW = 12
+
+
+def window_spreads(filter_name, n_diff=99, size=200, seed=1):
+    """(speed, vnorm, spread) rows for one filter's PSF."""
+    psf = psf_for_filter(filter_name)
+    per_diff = SKY * GROUP_TIME
+    basis = trend_basis(n_diff, 0)
+    rng = np.random.default_rng(seed)
+    reads = rng.normal(0.0, READ_NOISE / np.sqrt(2.0), (n_diff + 1, size, size))
+    shot = rng.normal(0.0, np.sqrt(per_diff / GAIN), (n_diff, size, size))
+    diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
+    planes = np.empty_like(diff)
+    unused = np.empty((0, 0), dtype=np.float32)
+    mf._prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), READ_NOISE**2),
+                         np.full((size, size), per_diff / GAIN), basis, 1, planes, unused, unused)
+    sigma = psf.components[0][1]
+    prof = mf._core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
+    mf.correlate_planes(planes, prof)
+    speed_norm = mf._speed_normalisation(psf, n_diff, np.ones(n_diff, bool), per_diff, READ_NOISE, GAIN,
+                                         max(SPEEDS), basis)
+    rows = []
+    for v in SPEEDS:
+        margin = int(np.ceil(0.5 * v * WINDOW)) + prof.size // 2 + 1
+        spread = mf._window_spread(planes, np.ones((size, size), np.float32), speed_norm, WINDOW, v, margin)
+        rows.append((v, float(speed_norm(v)), float(np.nanmedian(spread))))
+    return rows
+
+
+def main():
+    print("| filter | speed (px/group) | vnorm | spread of the windows' SNR in model noise |")
+    print("|---|---|---|---|")
+    for filter_name in ("F770W", "F2100W"):
+        for v, vnorm, spread in window_spreads(filter_name):
+            print(f"| {filter_name} | {v} | {vnorm:.3f} | {spread:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
