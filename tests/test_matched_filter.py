@@ -146,7 +146,7 @@ def test_search_in_place_needs_no_second_cube():
 
 def test_fast_mover_found_on_the_finest_bins():
     diff = mover_cube(40.4, 44.1, 0.85, -0.4, 150.0, 60, 96, seed=5)
-    candidates, stats = search(diff, v_max=1.0)
+    candidates, _ = search(diff, v_max=1.0)
     best = max(candidates, key=lambda c: c.snr)
     assert abs(best.x - 40.4) < 1.5 and abs(best.y - 44.1) < 1.5
     assert abs(best.vx - 0.85) < 0.1 and abs(best.vy + 0.4) < 0.1  # within a grid step or two

@@ -220,8 +220,13 @@ def scan_cuda(planes, t_bin, vxs, vys, vnorm, norm, half_step=0.0):
     kernels = _kernels()
     n_bins, ny, nx = planes.shape
     dev = cupy.asarray(np.ascontiguousarray(planes, dtype=np.float32))
-    f32 = lambda a: cupy.asarray(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    i32 = lambda a: cupy.asarray(np.ascontiguousarray(a, dtype=np.int32))  # noqa: E731
+
+    def f32(a):
+        return cupy.asarray(np.ascontiguousarray(a, dtype=np.float32))
+
+    def i32(a):
+        return cupy.asarray(np.ascontiguousarray(a, dtype=np.int32))
+
     # The best of acc * vnorm over the velocities, then times the pixel's own
     # normalisation, as the numba kernels do.
     best = cupy.full((ny, nx), -np.inf, dtype=cupy.float32)

@@ -264,7 +264,7 @@ def _scan_by_halves(psi, t_bin, vxs, vys, vnorm, norm, best_snr, best_iv, half_s
     stacks.  A placement rounds twice (up to a pixel, against half a pixel).
     ``block`` coarse velocities are held at a time (~9 MB each on a full frame).
     """
-    n_bins, ny, nx = psi.shape
+    _, ny, nx = psi.shape
     lay = halves_layout(t_bin, vxs, vys, half_step)
     n_coarse, pad = len(lay.coarse), lay.pad
     halves = np.empty((2, min(block, n_coarse), ny + 2 * pad, nx + 2 * pad), dtype=np.float32)
@@ -746,7 +746,7 @@ def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation
 
     With ``half_step`` > 0 (px/group; stacks of at least
     :data:`_MIN_BINS_BY_HALVES` bins: the caller decides) the stack is scanned as
-    two halves on that coarser grid (:func:`_scan_by_halves`, or its array twin).
+    two halves on that coarser grid (:func:`_scan_by_halves`, or its CUDA twin).
 
     Returns
     -------
@@ -941,7 +941,6 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     """
     n_diff, ny, nx = fine.shape
     window = min(window, n_diff)
-    t_ref = 0.5 * n_diff
     step = velocity_grid_step(sigma_eff, n_diff, grid_loss)
     # The windows only nominate: their grid may lose twice as much as the whole
     # ramp's, which confirms every candidate.
