@@ -49,13 +49,15 @@ class HalvesLayout:
         Middle (groups from the reference time) of each half.
     t_off : ndarray, float32, shape (n_bins,)
         Each bin's time from its half's middle.
-    coarse : ndarray, float32, shape (n_coarse, 2)
-        Coarse velocities (vx, vy) at which the halves are stacked.
-    cell_of : ndarray, int, shape (n_vel,)
-        Coarse velocity of each fine velocity.
+    ux, uy : ndarray, float32, shape (n_coarse,)
+        Coarse velocities at which the halves are stacked.
     order : ndarray, int, shape (n_vel,)
         The fine velocities grouped by coarse velocity (stable): the order in
         which both backends visit them, so ties resolve alike.
+    cell : ndarray, int64, shape (n_vel,)
+        Coarse velocity of each fine velocity, in that order.
+    bounds : ndarray, int, shape (n_coarse + 1,)
+        Coarse velocity ``c`` holds visits ``bounds[c]`` to ``bounds[c + 1]``.
     pad : int
         Margin (px) of the half stacks around the planes.
     """
@@ -64,9 +66,11 @@ class HalvesLayout:
     c_a: float
     c_b: float
     t_off: np.ndarray
-    coarse: np.ndarray
-    cell_of: np.ndarray
+    ux: np.ndarray
+    uy: np.ndarray
     order: np.ndarray
+    cell: np.ndarray
+    bounds: np.ndarray
     pad: int
 
 
@@ -93,9 +97,13 @@ def halves_layout(t_bin, vxs, vys, half_step):
     cells = np.rint(np.stack([vxs, vys], axis=1) / half_step).astype(np.int64)
     coarse, cell_of = np.unique(cells, axis=0, return_inverse=True)
     cell_of = cell_of.ravel()
+    order = np.argsort(cell_of, kind="stable")
+    cell = cell_of[order].astype(np.int64)
     pad = int(np.ceil(max(np.abs(vxs).max(), np.abs(vys).max()) * max(abs(c_a), abs(c_b)))) + 1
-    return HalvesLayout(split=split, c_a=c_a, c_b=c_b, t_off=t_off, coarse=(coarse * half_step).astype(np.float32),
-                        cell_of=cell_of, order=np.argsort(cell_of, kind="stable"), pad=pad)
+    ux, uy = (coarse * half_step).astype(np.float32).T
+    return HalvesLayout(split=split, c_a=c_a, c_b=c_b, t_off=t_off, ux=np.ascontiguousarray(ux),
+                        uy=np.ascontiguousarray(uy), order=order, cell=cell,
+                        bounds=np.searchsorted(cell, np.arange(len(coarse) + 1)), pad=pad)
 
 
 _CUDA_SOURCE = r"""
@@ -234,12 +242,11 @@ def scan_cuda(planes, t_bin, vxs, vys, vnorm, norm, half_step=0.0):
     grid = ((nx + _THREADS - 1) // _THREADS, ny)
     if half_step > 0:
         lay = halves_layout(t_bin, vxs, vys, half_step)
-        pad, n_coarse = lay.pad, len(lay.coarse)
+        pad, n_coarse = lay.pad, lay.ux.size
         nyp, nxp = ny + 2 * pad, nx + 2 * pad
         block = int(max(1, min(n_coarse, _HALVES_BYTES // (8 * nyp * nxp))))
         # Flat, so that a block of n_u coarse velocities is the contiguous (2, n_u, nyp, nxp) the kernels index.
         buffer = cupy.empty(2 * block * nyp * nxp, dtype=cupy.float32)
-        sorted_cell = lay.cell_of[lay.order]
         # numba rounds its float32 velocities times the float64 middles in float64.
         vx, vy = vxs[lay.order].astype(np.float64), vys[lay.order].astype(np.float64)
         ya, xa = pad + np.rint(vy * lay.c_a), pad + np.rint(vx * lay.c_a)
@@ -248,14 +255,14 @@ def scan_cuda(planes, t_bin, vxs, vys, vnorm, norm, half_step=0.0):
         for first in range(0, n_coarse, block):
             n_u = min(block, n_coarse - first)
             halves = buffer[:2 * n_u * nyp * nxp]
-            uxs, uys = lay.coarse[first:first + n_u].T
             kernels["half_sums"](((nxp + _THREADS - 1) // _THREADS, nyp, 2 * n_u), (_THREADS,),
                                  (dev, np.int32(n_bins), np.int32(ny), np.int32(nx), f32(lay.t_off),
-                                  np.int32(lay.split), f32(uxs), f32(uys), np.int32(n_u), np.int32(pad), halves))
-            lo, hi = np.searchsorted(sorted_cell, [first, first + n_u])
+                                  np.int32(lay.split), f32(lay.ux[first:first + n_u]),
+                                  f32(lay.uy[first:first + n_u]), np.int32(n_u), np.int32(pad), halves))
+            lo, hi = lay.bounds[first], lay.bounds[first + n_u]
             kernels["scan_halves"](grid, (_THREADS,),
                                    (halves, np.int32(n_u), np.int32(pad), np.int32(ny), np.int32(nx),
-                                    i32(sorted_cell[lo:hi] - first), i32(ya[lo:hi]), i32(xa[lo:hi]),
+                                    i32(lay.cell[lo:hi] - first), i32(ya[lo:hi]), i32(xa[lo:hi]),
                                     i32(yb[lo:hi]), i32(xb[lo:hi]), f32(sorted_vnorm[lo:hi]), np.int32(hi - lo),
                                     np.int32(lo), best, best_pos))
         visit = lay.order

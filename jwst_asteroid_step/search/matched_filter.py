@@ -266,19 +266,18 @@ def _scan_by_halves(psi, t_bin, vxs, vys, vnorm, norm, best_snr, best_iv, half_s
     """
     _, ny, nx = psi.shape
     lay = halves_layout(t_bin, vxs, vys, half_step)
-    n_coarse, pad = len(lay.coarse), lay.pad
+    n_coarse, pad = lay.ux.size, lay.pad
     halves = np.empty((2, min(block, n_coarse), ny + 2 * pad, nx + 2 * pad), dtype=np.float32)
     # The kernel keeps velocity indices of its own slice: best_iv is mapped back after.
     sorted_iv = np.full((ny, nx), 0, dtype=np.int32)
     for first in range(0, n_coarse, block):
-        cells_here = np.arange(first, min(first + block, n_coarse))
-        uxs, uys = lay.coarse[cells_here].T
-        _half_sums(psi, lay.t_off, lay.split, np.ascontiguousarray(uxs), np.ascontiguousarray(uys), pad,
-                   halves[:, :cells_here.size])
-        lo, hi = np.searchsorted(lay.cell_of[lay.order], [cells_here[0], cells_here[-1] + 1])
+        last = min(first + block, n_coarse)
+        _half_sums(psi, lay.t_off, lay.split, lay.ux[first:last], lay.uy[first:last], pad,
+                   halves[:, :last - first])
+        lo, hi = lay.bounds[first], lay.bounds[last]
         sel = lay.order[lo:hi]
-        _scan_halves(halves[0], halves[1], lay.c_a, lay.c_b, (lay.cell_of[sel] - first).astype(np.int64), vxs[sel],
-                     vys[sel], vnorm[sel], lo, norm, best_snr, sorted_iv)
+        _scan_halves(halves[0], halves[1], lay.c_a, lay.c_b, lay.cell[lo:hi] - first, vxs[sel], vys[sel],
+                     vnorm[sel], lo, norm, best_snr, sorted_iv)
     best_iv[:] = lay.order[sorted_iv]
 
 
