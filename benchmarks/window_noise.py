@@ -10,7 +10,7 @@ robust spread of the windows' SNR per speed (``_window_spread``, as
 at that speed.  A spread that grows with speed means the normalisation
 favours fast velocities: SNRs there are inflated by that factor.
 
-Run from the repository root (about 1 minute on 2 cores)::
+Run from the repository root (about 15 s on 2 cores)::
 
     python -m benchmarks.window_noise
 """
@@ -37,13 +37,14 @@ def window_spreads(filter_name, n_diff=99, size=200, seed=1):
     diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
     planes = np.empty_like(diff)
     unused = np.empty((0, 0), dtype=np.float32)
-    mf._prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), READ_NOISE**2),
-                         np.full((size, size), per_diff / GAIN), basis, 1, planes, unused, unused)
+    mf._prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), READ_NOISE, np.float32),
+                         np.full((size, size), per_diff, np.float32), np.full((size, size), GAIN, np.float32), basis,
+                         1, planes, unused, unused)
     sigma = psf.components[0][1]
     prof = mf._core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
     mf.correlate_planes(planes, prof)
     speed_norm = mf._speed_normalisation(psf, n_diff, np.ones(n_diff, bool), per_diff, READ_NOISE, GAIN,
-                                         max(SPEEDS), basis)
+                                         max(SPEEDS), basis, sampled=True)
     rows = []
     for v in SPEEDS:
         margin = int(np.ceil(0.5 * v * WINDOW)) + prof.size // 2 + 1

@@ -186,7 +186,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     # Each pixel's static level is profiled out of the search and the fit; its
     # mean difference only sets the shot noise and weights the jump cells.
     background = np.nan_to_num(pixel_mean_rate(diffs.diff, diffs.jump))
-    sigma = np.sqrt(np.broadcast_to(difference_variance(background, read_noise, gain), background.shape))
+    sigma = _difference_sigma(background, read_noise, gain)
 
     cells = jump_cells(diffs.jump)
     diffs.jump = None  # from here on the cells say it all; frees a cube of flags for the search
@@ -236,6 +236,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     if config.search:
         v_max = config.deep_search_max_speed if config.deep_search else config.search_max_speed
         fast_max = config.deep_search_max_speed if config.fast_search and not config.deep_search else 0.0
+        sigma = None  # rebuilt after the search: at a few groups each per-pixel map counts
         candidates, stats = matched_filter_search(
             diffs.diff, exclude, background, read_noise, gain, psf, v_max=v_max,
             snr_threshold=config.search_snr_threshold, grid_loss=config.grid_loss, noise_scale=scale,
@@ -247,6 +248,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         # from the ramp, with the objects measured so far taken out.
         diffs.diff = None  # the spent planes go before the differences come back
         diffs.diff = group_differences(sci, groupdq, pixeldq)
+        sigma = _difference_sigma(background, read_noise, gain)
         for fit, _ in fits:
             _remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)
         counts["n_search_trials"] = stats["n_trials"]
@@ -287,6 +289,12 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         rates = integration_rates([diffs.diff], [exclude], group_time, read_noise, gain)
     return [_row(fit, method, cells, psf, group_time, diffs.n_diffs, sci.shape[1:])
             for fit, method in _deduplicate(fits, duration)], counts, rates
+
+
+def _difference_sigma(background, read_noise, gain):
+    """Each pixel's noise (DN) in one group difference, float32."""
+    var = np.broadcast_to(difference_variance(background, read_noise, gain), background.shape)
+    return np.sqrt(var, dtype=np.float32)
 
 
 def _trend_order(diff, exclude, background, read_noise, gain, config):

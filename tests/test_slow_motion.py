@@ -11,6 +11,7 @@ from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.measure.moving_psf import static_photometry
 from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.search import slow_motion
 from jwst_asteroid_step.search.slow_motion import slow_motion_candidates, slow_motion_statistic
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
 
@@ -143,3 +144,30 @@ def test_mean_image_flux_breaks_the_fits_flux_speed_degeneracy(slow_ramp):
     assert speed_err[True] < 0.5 * speed_err[False]
     assert fits[True].flux == pytest.approx(t["flux"], rel=0.1)
     assert fits[True].snr == pytest.approx(fits[False].snr, rel=0.1)
+
+
+def test_the_statistic_in_strips_equals_the_whole_map(monkeypatch):
+    # The terms are correlated a strip of rows at a time, and amplitudes at
+    # single pixels: each value must see every pixel its template reaches.
+    rng = np.random.default_rng(7)
+    z_t = rng.normal(size=(41, 33)).astype(np.float32)
+    info_t = rng.uniform(1.0, 2.0, size=(41, 33)).astype(np.float32)
+    whole, amp_whole = slow_motion_statistic(z_t, info_t, PSF)
+    monkeypatch.setattr(slow_motion, "_STRIP_ROWS", 5)
+    strips, amp_strips = slow_motion_statistic(z_t, info_t, PSF)
+    np.testing.assert_array_equal(strips, whole)
+    for y, x in [(0, 0), (4, 5), (5, 5), (40, 32), (20, 0), (2, 31)]:
+        np.testing.assert_array_equal(amp_strips(y, x), amp_whole(y, x))
+
+
+def test_correlate_planes_equals_scipy_on_every_plane():
+    # In place with a ring of rows per thread: the same sums as scipy's two
+    # passes on each plane, zero outside.
+    from jwst_asteroid_step.search.slow_motion import _correlate, correlate_planes
+
+    rng = np.random.default_rng(8)
+    planes = rng.normal(size=(3, 23, 17)).astype(np.float32)
+    profile = rng.uniform(size=7).astype(np.float32)
+    expected = np.stack([_correlate(p, profile, profile) for p in planes])
+    correlate_planes(planes, profile)
+    np.testing.assert_allclose(planes, expected, rtol=1e-5, atol=1e-5)

@@ -126,26 +126,26 @@ def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_or
 
     Returns
     -------
-    ndarray, shape (ny, nx)
+    ndarray, float32, shape (ny, nx)
         At least 1 everywhere (the model is never trusted to be pessimistic): the
         frame-wide scale, raised in rows and columns whose own spread is larger
         (edge rows, noisy columns).
     """
     n_k, ny, nx = diff.shape
     if n_k < length + 4:
-        return np.ones((ny, nx))
+        return np.ones((ny, nx), dtype=np.float32)
     u = np.zeros(n_k)
     start = (n_k - length) // 2
     u[start:start + length] = 1.0
     sample = _template_statistic(diff, exclude, background, read_noise, gain, u, trend_order, n_pixels,
                                  seed)
     if sample is None:
-        return np.ones((ny, nx))
+        return np.ones((ny, nx), dtype=np.float32)
     t, py, px = sample
     # Robust spreads (MAD): a source's wings in a few sampled pixels must not
     # pass for noise.
     frame = max(1.0, mad_sigma(t))
-    scale = np.full((ny, nx), frame)
+    scale = np.full((ny, nx), frame, dtype=np.float32)
     for axis_index, size, axis in ((py, ny, 0), (px, nx, 1)):
         # A row's or column's spread is shrunk by twice its standard error
         # towards the frame's: a track crosses many of them, and the largest of
@@ -153,7 +153,8 @@ def noise_scale(diff, exclude, background, read_noise, gain, length=10, trend_or
         # noisy row (edge rows, 1/f noise) stays raised.
         spread, n = grouped_mad_sigma(axis_index, t, size)
         line = np.where(n >= 10, spread - 2.0 * frame * _MAD_SIGMA_ERROR / np.sqrt(np.maximum(n, 1)), 1.0)
-        scale = np.maximum(scale, line[:, None] if axis == 0 else line[None, :])
+        line = line.astype(np.float32)
+        np.maximum(scale, line[:, None] if axis == 0 else line[None, :], out=scale)
     return scale
 
 

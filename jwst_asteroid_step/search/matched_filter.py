@@ -41,6 +41,7 @@ from ..ramp.noise import difference_covariance, profiled_information
 from ..ramp.systematics import SAMPLE_SEED, mad_sigma, trend_basis
 from ..timebase import difference_intervals
 from .backends import halves_layout, scan_cuda
+from .peaks import local_maxima
 from .slow_motion import _core_profiles, _correlate, correlate_planes, slow_motion_candidates
 from .tracks import offsets_from_line
 
@@ -460,7 +461,7 @@ def _solve_small(gram, rhs, out, work):
 
 
 @numba.njit(parallel=True, cache=True)
-def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, info_t):
+def _prewhitened_bins(diff, exclude, read_noise, sky, gain, basis, bin_len, out, z_t, info_t):
     """Sum over time bins of the profiled, pre-whitened residual of every pixel.
 
     Per pixel, ``z = C^-1 (r - B c)`` with ``B c`` the generalised-least-squares
@@ -478,7 +479,10 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
 
     A row's pixels are solved together in chunks, the recursions running along
     the differences and vectorised over the chunk; each pixel's tridiagonal
-    matrix is factored once for all its right-hand sides.
+    matrix is factored once for all its right-hand sides.  The noise model
+    (``read_noise``, CDS, and ``gain``; ``sky``, each pixel's static charge per
+    difference in DN, for the shot noise) is evaluated per chunk: no maps of
+    variances beside the inputs.
     """
     n_k, ny, nx = diff.shape
     n_b = basis.shape[1]
@@ -493,6 +497,10 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
         used = np.empty((n_k, nc))  # 1 where the difference is usable, else 0
         c_prime = np.empty((n_k, nc))
         inv_m = np.empty(nc)
+        rn2, var = np.empty(nc), np.empty(nc)
+        for x in range(nc):
+            rn2[x] = float(read_noise[y, x0 + x]) ** 2
+            var[x] = rn2[x] + max(float(sky[y, x0 + x]), 0.0) / float(gain[y, x0 + x])
         # Forward sweep of the Thomas algorithm for all right-hand sides.
         for k in range(n_k):
             t_k = k + 0.5 - 0.5 * n_k
@@ -506,9 +514,9 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
                     sol[1 + j, k, x] = basis[k, j] * u
                 if with_t:
                     sol[i_t, k, x] = t_k * u
-                m = rn2[y, x0 + x] + poisson[y, x0 + x] if ok else 1.0
+                m = var[x] if ok else 1.0
                 if k > 0:
-                    o = -0.5 * rn2[y, x0 + x] * u * used[k - 1, x]
+                    o = -0.5 * rn2[x] * u * used[k - 1, x]
                     c = o * inv_m[x]
                     c_prime[k - 1, x] = c
                     m -= o * c
@@ -575,32 +583,70 @@ def _prewhitened_bins(diff, exclude, rn2, poisson, basis, bin_len, out, z_t, inf
                 z_t[y, x0 + x] = zt[x]
 
 
-def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis):
+def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_max, basis, sampled=False):
     """``1 / sqrt(Phi)`` of the search kernel's template, as a function of speed.
 
     ``Phi``: the information in a unit template (the kernel: the PSF core)
     crossing uniform sky once each pixel's static level and trends (``basis``)
-    are profiled out, on a grid of speeds, interpolated between them.  Fast tracks are evaluated over a shorter stretch
-    and scaled, the statistic being additive along the track.
+    are profiled out, on a grid of speeds, interpolated between them.  Fast
+    tracks are evaluated over a shorter stretch in the middle of the ramp and
+    scaled, the statistic being additive along the track; each pixel is still
+    profiled over all ``n_diff`` differences, as in the search.  (Profiled over
+    the stretch alone, a fast track's pixels lost a larger share of its
+    information to their levels: ``Phi`` fell too fast with speed, and the
+    fast windows' SNR in noise spread 1.30 wide at 3 px/group against 0.99 at
+    0.6, which pulled a track's best velocity to faster ones.)
+
+    By default the template is the mover's own, trailed over each difference:
+    the main search's thresholds were set with it, and its SNR in noise spreads
+    ~0.92 wide at 0.1 px/group (F770W).  With ``sampled``, it is what the
+    statistic sums per single difference: the core correlated at whole pixels,
+    read off bilinearly at the difference's mid-time position
+    (:func:`_track_sum`).  ``Phi`` is then the statistic's own noise variance,
+    and its SNR has unit spread in noise at every speed
+    (``benchmarks/window_noise.py``); the fast search uses it.
     """
     core = PSFModel(psf.fwhm, wing_fraction=0.0)
+    prof = _core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1])))[0]  # the search's
     speeds = np.concatenate([[0.0], np.geomspace(v_max / 200.0, v_max, 24)])
     values = []
     for v in speeds:
         n_t = int(min(n_diff, np.ceil(40.0 / max(v, 1e-9)) + 4))
         t0, t1 = difference_intervals(n_t + 1, 1.0)
-        half = core.radius + 0.5 * v * n_t + 1
+        half = max(core.radius, prof.size // 2 + 1) + 0.5 * v * n_t + 1
         grid = np.arange(-np.ceil(half), np.ceil(half) + 1)
-        tmpl = mover_differences(0.0, 0.0, v * np.cos(0.5), v * np.sin(0.5), 1.0, 0.5 * n_t,
-                                 t0, t1, core, grid, grid)
+        vx, vy = v * np.cos(0.5), v * np.sin(0.5)
+        if sampled:
+            t = 0.5 * (t0 + t1) - 0.5 * n_t
+            tmpl = _bilinear_kernel(prof, vx * t, vy * t, grid)
+        else:
+            tmpl = mover_differences(0.0, 0.0, vx, vy, 1.0, 0.5 * n_t, t0, t1, core, grid, grid)
+        # The stretch sits in the middle of the whole ramp: each pixel's level
+        # and trends are profiled over all its differences, as in the search.
         k0 = (n_diff - n_t) // 2
-        valid = np.broadcast_to(valid_k[k0:k0 + n_t, None], (n_t, tmpl[0].size))
-        s = np.where(valid, tmpl.reshape(n_t, -1), 0.0)
+        valid = np.broadcast_to(valid_k[:, None], (n_diff, tmpl[0].size))
+        s = np.zeros(valid.shape)
+        s[k0:k0 + n_t] = np.where(valid[k0:k0 + n_t], tmpl.reshape(n_t, -1), 0.0)
         diag, off = difference_covariance(np.full(s.shape, background), valid, read_noise, gain)
-        phi = profiled_information(s, valid, basis[k0:k0 + n_t], diag, off)
+        phi = profiled_information(s, valid, basis, diag, off)
         values.append(np.sum(phi) * n_diff / n_t)
     # Profiled, a static source carries no information: Phi(0) = 0.
     return SpeedNorm(speeds, np.maximum(values, 0.0))
+
+
+def _bilinear_kernel(prof, xs, ys, grid):
+    """Per position ``(xs[k], ys[k])``, the weights on ``grid`` x ``grid`` of a bilinear read of
+    a plane correlated with ``prof`` along both axes; shape ``(len(xs), grid.size, grid.size)``."""
+    r = prof.size // 2
+    out = np.zeros((len(xs), grid.size, grid.size))
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        for cy, wy in ((y0, 1.0 - fy), (y0 + 1, fy)):
+            for cx, wx in ((x0, 1.0 - fx), (x0 + 1, fx)):
+                iy, ix = cy - int(grid[0]) - r, cx - int(grid[0]) - r
+                out[k, iy:iy + prof.size, ix:ix + prof.size] += wy * wx * np.outer(prof, prof)
+    return out
 
 
 class SpeedNorm:
@@ -765,32 +811,10 @@ def _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm, threshold, min_separation
     else:
         snr, best_iv = scan_cuda(planes, t_bin, vxs, vys, vnorm, norm, half_step)
     ys, xs = np.nonzero(snr >= threshold)
-    keep = _local_maxima(snr, ys, xs, min_separation)
+    keep = local_maxima(snr, ys, xs, min_separation)
     ys, xs = ys[keep], xs[keep]
     order = np.argsort(snr[ys, xs])[::-1]
     return snr, best_iv, ys[order], xs[order]
-
-
-@numba.njit(cache=True)
-def _local_maxima(snr, ys, xs, half):
-    """Whether each ``snr[ys, xs]`` is the maximum of its ``2 half + 1`` square (cut at the edges).
-
-    Only the pixels above a threshold are looked at: a maximum filter of the
-    whole map would cost more than the scan of the slowest classes.
-    """
-    ny, nx = snr.shape
-    keep = np.ones(ys.size, dtype=np.bool_)
-    for i in range(ys.size):
-        y, x = ys[i], xs[i]
-        v = snr[y, x]
-        for yy in range(max(0, y - half), min(ny, y + half + 1)):
-            for xx in range(max(0, x - half), min(nx, x + half + 1)):
-                if snr[yy, xx] > v:
-                    keep[i] = False
-                    break
-            if not keep[i]:
-                break
-    return keep
 
 
 def _window_times(window):
@@ -831,6 +855,12 @@ def _window_spread(planes, norm, speed_norm, window, speed, margin):
     return spreads
 
 
+def _float32_map(value, shape):
+    """``value`` (a number or a map) as a C-contiguous float32 map of ``shape``; not copied if it is one."""
+    a = np.asarray(value, dtype=np.float32)
+    return a if a.shape == shape and a.flags.c_contiguous else np.ascontiguousarray(np.broadcast_to(a, shape))
+
+
 def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, poisson, basis, prof, clip_sigma,
                          size=160, seed=SAMPLE_SEED):
     """How much noisier the windows' statistic is on the data than on the noise model, by direction.
@@ -859,8 +889,9 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
     model = np.empty_like(diff)
     unused = np.empty((0, 0), dtype=np.float32)
-    _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), read_noise**2),
-                      np.full((size, size), poisson), basis, 1, model, unused, unused)
+    _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), _float32_map(read_noise, (size, size)),
+                      _float32_map(poisson, (size, size)), _float32_map(1.0, (size, size)), basis, 1, model,
+                      unused, unused)
     correlate_planes(model, prof)
     _clip_planes(model, clip_sigma)
     # The model is isotropic: its directions are pooled.
@@ -953,15 +984,16 @@ def _fast_candidates(fine, norm, speed_norm, lo, hi, sigma_eff, grid_loss, windo
     found, n_trials = [], 0
     for start in _window_starts(n_diff, window):
         t_w = start + 0.5 * window
-        _, best_iv, ys, xs = _scan_maxima(fine[start:start + window], t_bin, vxs, vys, vnorm, norm,
-                                          window_snr, min_separation, backend)
+        best_iv, ys, xs = _scan_maxima(fine[start:start + window], t_bin, vxs, vys, vnorm, norm,
+                                       window_snr, min_separation, backend)[1:]
         n_trials += vxs.size * ny * nx
         t_all = (np.arange(n_diff) + 0.5 - t_w).astype(np.float32)
         ys, xs = ys[:max_peaks], xs[:max_peaks]
+        ivs = best_iv[ys, xs]
+        del best_iv  # not held through the next window's scan
         in_window = [(i - start, idx, values, limit) for i, idx, values, limit in clipped
                      if start <= i < start + window]
-        ivs = _unflattened_velocities(fine[start:start + window], in_window, t_bin, xs, ys, vxs, vys,
-                                      best_iv[ys, xs])
+        ivs = _unflattened_velocities(fine[start:start + window], in_window, t_bin, xs, ys, vxs, vys, ivs)
         # Velocity over the window's grid cell at the window's peak, then position
         # and velocity together, along the whole ramp.
         refined = _refine(fine, t_all, norm, speed_norm, xs, ys, vxs[ivs], vys[ivs], step, m=m, min_snr=snr_threshold)
@@ -1089,9 +1121,11 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         of any direction.
     """
     n_diff, ny, nx = diff.shape
-    rn = np.broadcast_to(np.asarray(read_noise, dtype=np.float64), (ny, nx))
-    gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), (ny, nx))
-    poisson = np.maximum(background, 0) / gain
+    # The noise model's inputs as float32 maps (no copies of maps that are
+    # already): at a few groups per-pixel maps, not the cube, set the search's memory.
+    rn, sky, gain = (_float32_map(a, (ny, nx)) for a in (read_noise, background, gain))
+    median_rn, median_gain = float(np.median(rn)), float(np.median(gain))
+    median_poisson = float(np.median(np.maximum(sky, 0) / gain))
     sigma = psf.components[0][1]
     prof = _core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
 
@@ -1100,16 +1134,22 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     # that lost most of it (reference columns, masked regions) are not searched.
     n_usable, per_diff = usable_counts(diff, exclude)
     valid_k = per_diff > 0.5 * ny * nx
-    weight = (1.0 / (rn**2 + poisson)).astype(np.float32)
-    phi = _correlate(n_usable.astype(np.float32) * weight, prof**2, prof**2)
-    phi_full = _correlate(np.full((ny, nx), n_diff, np.float32) * weight, prof**2, prof**2)
-    ref_weight = np.float32(1.0 / np.median(rn**2 + poisson))
+    weight = np.square(rn)
+    weight += np.maximum(sky, 0) / gain
+    ref_weight = np.float32(1.0 / np.median(weight))
+    np.reciprocal(weight, out=weight)
+    phi_full = _correlate(weight, prof**2, prof**2)  # all n_diff differences usable, over n_diff
+    weight *= n_usable
+    del n_usable
+    phi = _correlate(weight, prof**2, prof**2)
+    del weight
     phi_ref = n_diff * ref_weight * np.sum(prof**2) ** 2
-    norm = np.where(phi >= 0.5 * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0)
-    norm = (norm / np.broadcast_to(noise_scale, (ny, nx))).astype(np.float32)
+    norm = np.where(phi >= 0.5 * n_diff * phi_full, np.sqrt(phi_ref / np.maximum(phi, 1e-30)), 0.0).astype(np.float32)
+    del phi, phi_full
+    norm /= np.broadcast_to(np.asarray(noise_scale, dtype=np.float32), (ny, nx))
     basis = trend_basis(n_diff, trend_order)
-    speed_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
-                                      float(np.median(rn)), float(np.median(gain)), v_max, basis)
+    speed_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(sky)), median_rn, median_gain,
+                                      v_max, basis)
 
     t_ref = 0.5 * n_diff  # in groups; difference k is centred at k + 0.5
     sigma_eff = np.sqrt(sigma**2 + 1.0 / 12.0)
@@ -1123,8 +1163,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     sub_psf = trend_order == 0
     t_shape = (ny, nx) if sub_psf else (0, 0)
     z_t, info_t = np.empty(t_shape, dtype=np.float32), np.empty(t_shape, dtype=np.float32)
-    _prewhitened_bins(diff, exclude, np.ascontiguousarray(rn**2),
-                      np.ascontiguousarray(poisson, dtype=np.float64), basis, finest, fine, z_t, info_t)
+    _prewhitened_bins(diff, exclude, rn, sky, gain, basis, finest, fine, z_t, info_t)
     correlate_planes(fine, prof)
     found, n_vel, n_peaks, n_trials = [], 0, 0, 0
     # Sources that cross less than a grid step: to the grid's whole-pixel shifts
@@ -1141,11 +1180,10 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         # The windows clip single differences; the main classes must see the same
         # bins with or without the fast search and clip their own, so it is undone.
         clipped = _clip_planes(fine, clip_sigma, keep=True)
-        fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(background)),
-                                         float(np.median(rn)), float(np.median(gain)), fast_max_speed, basis)
+        fast_norm = _speed_normalisation(psf, n_diff, valid_k, float(np.median(sky)), median_rn, median_gain,
+                                         fast_max_speed, basis, sampled=True)
         excess = _excess_window_noise(fine, norm, fast_norm, 0.5 * (v_max + fast_max_speed), fast_window,
-                                      float(np.median(rn)), float(np.median(poisson)), basis, prof,
-                                      clip_sigma)
+                                      median_rn, median_poisson, basis, prof, clip_sigma)
         fast_found, n_trials = _fast_candidates(
             fine, norm, fast_norm, v_max, fast_max_speed, sigma_eff, grid_loss, fast_window,
             fast_snr_threshold, max(snr_threshold, fast_confirm_snr), min_separation, max_candidates,
@@ -1176,13 +1214,14 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
         # looks a step around the grid's velocity.  (On short stacks that would
         # only send more noise peaks to the fit: 103 candidates at 10 groups.)
         halves = planes.shape[0] >= _MIN_BINS_BY_HALVES
-        _, best_iv, ys, xs = _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm,
-                                          (0.8 if halves else 0.85) * snr_threshold, min_separation, backend,
-                                          half_step=2.0 * step if halves else 0.0)
+        best_iv, ys, xs = _scan_maxima(planes, t_bin, vxs, vys, vnorm, norm,
+                                       (0.8 if halves else 0.85) * snr_threshold, min_separation, backend,
+                                       half_step=2.0 * step if halves else 0.0)[1:]
         ys, xs = ys[: 4 * max_candidates], xs[: 4 * max_candidates]
+        ivs = best_iv[ys, xs]
+        del best_iv  # not held through the next class's scan
         n_peaks += ys.size
-        refined = _refine(planes, t_bin, norm, speed_norm, xs, ys, vxs[best_iv[ys, xs]], vys[best_iv[ys, xs]], step,
-                          m=1 if halves else 0)
+        refined = _refine(planes, t_bin, norm, speed_norm, xs, ys, vxs[ivs], vys[ivs], step, m=1 if halves else 0)
         for x, y, vx, vy, s in refined:
             if s >= snr_threshold:
                 found.append(SearchCandidate(x=x, y=y, vx=vx, vy=vy, snr=s, t_ref=t_ref, v_searched=v_max))

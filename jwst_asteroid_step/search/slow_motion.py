@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..measure.moving_psf import static_photometry
+from .peaks import local_maxima
 
 __all__ = ["slow_motion_candidates", "slow_motion_statistic"]
 
@@ -39,23 +40,29 @@ def _correlate(image, profile_y, profile_x):
 def correlate_planes(planes, profile):
     """:func:`_correlate` of every plane with ``profile`` along both axes, in place, planes in parallel.
 
-    Zero outside the planes, like ``mode="constant"``; sums in float32.
+    Zero outside the planes, like ``mode="constant"``; sums in float32.  Each
+    thread holds a few rows, not a plane: the rows the column pass has already
+    overwritten but still needs are kept in a ring.
     """
     n_planes, ny, nx = planes.shape
     r = profile.size // 2
     for b in numba.prange(n_planes):
         plane = planes[b]
-        tmp = np.zeros((ny, nx), dtype=np.float32)
+        ring = np.empty((r + 1, nx), dtype=np.float32)  # original rows y - r .. y
+        acc = np.empty(nx, dtype=np.float32)
         for y in range(ny):
-            row = tmp[y]
+            acc[:] = 0.0
             for j in range(profile.size):
                 yy = y + j - r
                 if 0 <= yy < ny:
                     w = profile[j]
-                    src = plane[yy]
+                    src = ring[yy % (r + 1)] if yy < y else plane[yy]
                     for x in range(nx):
-                        row[x] += w * src[x]
+                        acc[x] += w * src[x]
+            ring[y % (r + 1)] = plane[y]
+            plane[y] = acc
         for y in range(ny):
+            acc[:] = plane[y]
             dst = plane[y]
             dst[:] = 0.0
             for j in range(profile.size):
@@ -64,7 +71,7 @@ def correlate_planes(planes, profile):
                 if hi <= lo:
                     continue
                 w = profile[j]
-                src = tmp[y][lo + d:hi + d]
+                src = acc[lo + d:hi + d]
                 out = dst[lo:hi]
                 for i in range(src.size):
                     out[i] += w * src[i]
@@ -75,6 +82,27 @@ def _core_profiles(psf, radius):
     sigma = psf.components[0][1]
     offsets = np.arange(-radius, radius + 1, dtype=float)
     return psf._profile_1d(offsets, sigma), psf._profile_1d_derivative(offsets, sigma)
+
+
+#: Rows of the statistic's terms held at a time.
+_STRIP_ROWS = 128
+
+
+def _terms(z_t, info_t, p, dp, rows, cols):
+    """``H = (H_x, H_y)`` and the information ``I`` (``I_xx, I_yy, I_xy``) on ``rows`` x ``cols``.
+
+    ``H_i`` is the sum over pixels of ``dP/dd_i (d) z_t`` for the template's
+    offsets ``d``.  Only the pixels the template reaches are correlated, so a
+    block's values equal the whole map's.
+    """
+    r = p.size // 2
+    ny, nx = z_t.shape
+    y0, x0 = max(rows.start - r, 0), max(cols.start - r, 0)
+    window = (slice(y0, min(rows.stop + r, ny)), slice(x0, min(cols.stop + r, nx)))
+    z, f = z_t[window], info_t[window]
+    out = (slice(rows.start - y0, rows.stop - y0), slice(cols.start - x0, cols.stop - x0))
+    return (_correlate(z, p, dp)[out], _correlate(z, dp, p)[out], _correlate(f, p**2, dp**2)[out],
+            _correlate(f, dp**2, p**2)[out], _correlate(f, p * dp, p * dp)[out])
 
 
 @numba.njit(parallel=True, cache=True)
@@ -115,20 +143,23 @@ def slow_motion_statistic(z_t, info_t, psf, noise_scale=1.0):
     """
     p, dp = (v.astype(np.float32) for v in _core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1]))))
     z_t, info_t = np.asarray(z_t, dtype=np.float32), np.asarray(info_t, dtype=np.float32)
-    # H_i = sum over pixels of dP/dd_i (d) z_t, for the template's offsets d.
-    hx, hy = _correlate(z_t, p, dp), _correlate(z_t, dp, p)
-    fxx, fyy = _correlate(info_t, p**2, dp**2), _correlate(info_t, dp**2, p**2)
-    fxy = _correlate(info_t, p * dp, p * dp)
+    ny, nx = z_t.shape
+
+    # In strips of rows: five full-frame maps of H and I would outweigh a short
+    # ramp's cube.
     snr = np.empty(z_t.shape, dtype=np.float32)
-    _likelihood_ratio(hx, hy, fxx, fyy, fxy, snr)
+    for y0 in range(0, ny, _STRIP_ROWS):
+        rows = slice(y0, min(y0 + _STRIP_ROWS, ny))
+        _likelihood_ratio(*_terms(z_t, info_t, p, dp, rows, slice(0, nx)), snr[rows])
     # Rounding leaves a few slightly negative ratios where the information is
     # nearly singular: no evidence of motion there.
     np.sqrt(np.maximum(snr, 0.0, out=snr), out=snr)
     snr /= np.broadcast_to(np.asarray(noise_scale, dtype=np.float32), snr.shape)
 
     def amplitude(y, x):
-        f = np.array([[fxx[y, x], fxy[y, x]], [fxy[y, x], fyy[y, x]]], dtype=float)
-        return -np.linalg.solve(f, np.array([hx[y, x], hy[y, x]], dtype=float))
+        hx, hy, fxx, fyy, fxy = (float(t[0, 0]) for t in _terms(z_t, info_t, p, dp, slice(y, y + 1),
+                                                                 slice(x, x + 1)))
+        return -np.linalg.solve(np.array([[fxx, fxy], [fxy, fyy]]), np.array([hx, hy]))
 
     return snr, amplitude
 
@@ -177,8 +208,9 @@ def slow_motion_candidates(z_t, info_t, mean_image, psf, n_diff, snr_threshold, 
         (px per group), SNRs; highest SNR first.
     """
     snr, amplitude = slow_motion_statistic(z_t, info_t, psf, noise_scale)
-    peaks = (snr >= snr_threshold) & (snr == ndimage.maximum_filter(snr, size=2 * min_separation + 1))
-    ys, xs = np.nonzero(peaks)
+    ys, xs = np.nonzero(snr >= snr_threshold)
+    keep = local_maxima(snr, ys, xs, min_separation)
+    ys, xs = ys[keep], xs[keep]
     order = np.argsort(snr[ys, xs])[::-1]
     rows = []
     for i in order[: 4 * max_candidates]:
