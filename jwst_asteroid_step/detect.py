@@ -265,7 +265,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             if known or (config.fast_search and any(
                     _along_path(fit, cand.x, cand.y, cand.vx, cand.vy, duration, psf.fwhm) for fit, _ in fits)):
                 continue
-            measure(Track.from_search(cand, group_time), "search", max_speed=1.25 * cand.v_searched,
+            measure(Track.from_search(cand, group_time), "search", max_speed=cand.max_fit_speed,
                     excess_noise=cand.noise_scale, flux_from_mean_image=cand.sub_psf,
                     min_start_snr=0.5 * config.snr_threshold,
                     min_start_consistency=0.5 * config.min_consistency)

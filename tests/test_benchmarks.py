@@ -141,3 +141,11 @@ def test_step_time_compares_both_searches_with_jump_and_ramp_fit():
     assert row["jump"] > 0 and row["ramp_fit"] > 0
     for name in ("default", "no_fast"):
         assert row[f"{name}_ratio"] == pytest.approx(row[name] / (row["jump"] + row["ramp_fit"]))
+
+
+def test_step_memory_reports_one_call_in_cubes(capsys):
+    from benchmarks import step_memory
+
+    assert step_memory.main(["--ngroups", "10", "--subarray", "SUB64"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("10 groups: +") and "cubes of" in out

@@ -378,3 +378,16 @@ def test_the_fast_windows_snr_has_unit_spread_in_noise_at_every_speed(filter_nam
               for v in (0.6, 3.0)}
     assert 0.9 < spread[0.6] < 1.1 and 0.9 < spread[3.0] < 1.1
     assert spread[3.0] / spread[0.6] == pytest.approx(1.0, abs=0.07)
+
+
+def test_a_candidate_stands_in_only_for_what_its_fit_can_do():
+    # The search keeps one candidate per place, unless the stronger one's fit
+    # could not do what the weaker one's would: reach its speeds, or take a
+    # sub-PSF mover's flux from the mean image (ramp 40 of the bench: a fast
+    # window's peak on a 0.1 px/group mover displaced its sub-PSF candidate,
+    # and the fit without the mean image's flux could not show it moves).
+    main = mf.SearchCandidate(x=0, y=0, vx=0.1, vy=0, snr=9, t_ref=5, v_searched=0.5)
+    fast = mf.SearchCandidate(x=0, y=0, vx=0.6, vy=0, snr=9, t_ref=5, v_searched=3.0)
+    sub = mf.SearchCandidate(x=0, y=0, vx=0.01, vy=0, snr=9, t_ref=5, v_searched=0.5, sub_psf=True)
+    assert fast.stands_in_for(main) and not main.stands_in_for(fast)
+    assert not fast.stands_in_for(sub) and sub.stands_in_for(main) and main.stands_in_for(main)
