@@ -615,3 +615,17 @@ def test_sub_psf_fit_errors_match_scatter():
     width = np.std(pulls, axis=0, ddof=1)
     assert 0.65 < width[0] < 1.4, f"flux pull std {width[0]:.2f}"
     assert 0.65 < width[1] < 1.4, f"vx pull std {width[1]:.2f}"
+
+
+def test_a_fit_is_on_a_candidates_path_only_near_where_it_puts_the_source_then():
+    # A search fit that ran off past its candidate's speed cap keeps its light in
+    # the ramp only for a later candidate on its path (detect._on_path), found at
+    # another time of the ramp than the fit's reference.
+    from types import SimpleNamespace
+
+    from jwst_asteroid_step.detect import _on_path
+
+    fit = SimpleNamespace(x=100.0, y=50.0, vx=-3.0, vy=0.5, t_ref=30.0)  # px/s, s
+    assert _on_path(fit, 100.0, 50.0, 30.0, tolerance_px=3.0)
+    assert _on_path(fit, 70.0 + 2.0, 55.0, 40.0, tolerance_px=3.0)
+    assert not _on_path(fit, 100.0, 50.0, 40.0, tolerance_px=3.0)  # the source has moved on by then
