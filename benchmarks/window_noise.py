@@ -31,18 +31,9 @@ def window_spreads(filter_name, n_diff=99, size=200, seed=1):
     psf = psf_for_filter(filter_name)
     per_diff = SKY * GROUP_TIME
     basis = trend_basis(n_diff, 0)
-    rng = np.random.default_rng(seed)
-    reads = rng.normal(0.0, READ_NOISE / np.sqrt(2.0), (n_diff + 1, size, size))
-    shot = rng.normal(0.0, np.sqrt(per_diff / GAIN), (n_diff, size, size))
-    diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
-    planes = np.empty_like(diff)
-    unused = np.empty((0, 0), dtype=np.float32)
-    mf._prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), np.full((size, size), READ_NOISE, np.float32),
-                         np.full((size, size), per_diff, np.float32), np.full((size, size), GAIN, np.float32), basis,
-                         1, planes, unused, unused)
     sigma = psf.components[0][1]
     prof = mf._core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
-    mf.correlate_planes(planes, prof)
+    planes = mf._model_noise_planes(n_diff, size, READ_NOISE, per_diff / GAIN, basis, prof, seed)
     speed_norm = mf._speed_normalisation(psf, n_diff, np.ones(n_diff, bool), per_diff, READ_NOISE, GAIN,
                                          max(SPEEDS), basis, sampled=True)
     rows = []

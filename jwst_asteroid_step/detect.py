@@ -429,10 +429,8 @@ def _same_object(fit, x, y, t, vx, vy, duration, tolerance_px=2.0):
     The two paths are compared at ``t`` and half an integration (``duration``)
     either side.
     """
-    dx = fit.x + fit.vx * (t - fit.t_ref) - x
-    dy = fit.y + fit.vy * (t - fit.t_ref) - y
     dv = np.hypot(fit.vx - vx, fit.vy - vy)
-    return np.hypot(dx, dy) < tolerance_px and dv * duration / 2 < tolerance_px
+    return _on_path(fit, x, y, t, tolerance_px) and dv * duration / 2 < tolerance_px
 
 
 def _along_path(fit, x, y, vx, vy, duration, fwhm, max_angle=0.2):

@@ -362,15 +362,9 @@ def test_the_fast_windows_snr_has_unit_spread_in_noise_at_every_speed(filter_nam
     from jwst_asteroid_step.ramp.systematics import trend_basis
 
     psf, n_diff, size, window, sky = psf_for_filter(filter_name), 60, 140, 12, 5.0 * GT
-    rng = np.random.default_rng(11)
-    reads = rng.normal(0.0, RN / np.sqrt(2.0), (n_diff + 1, size, size))
-    diff = (np.diff(reads, axis=0) + rng.normal(0.0, np.sqrt(sky / GAIN), (n_diff, size, size))).astype(np.float32)
     basis = trend_basis(n_diff, 0)
-    planes, unused = np.empty_like(diff), np.empty((0, 0), dtype=np.float32)
-    maps = [np.full((size, size), v, dtype=np.float32) for v in (RN, sky, GAIN)]
-    mf._prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), *maps, basis, 1, planes, unused, unused)
     prof = mf._core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1])))[0].astype(np.float32)
-    mf.correlate_planes(planes, prof)
+    planes = mf._model_noise_planes(n_diff, size, RN, sky / GAIN, basis, prof, seed=11)
     speed_norm = mf._speed_normalisation(psf, n_diff, np.ones(n_diff, bool), sky, RN, GAIN, 3.0, basis,
                                          sampled=True)
     spread = {v: np.nanmedian(mf._window_spread(planes, np.ones((size, size), np.float32), speed_norm, window, v,

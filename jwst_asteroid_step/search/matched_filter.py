@@ -885,6 +885,29 @@ def _float32_map(value, shape):
     return a if a.shape == shape and a.flags.c_contiguous else np.ascontiguousarray(np.broadcast_to(a, shape))
 
 
+def _model_noise_planes(n_diff, size, read_noise, poisson, basis, prof, seed):
+    """Pure model noise through the search's steps: its planes of single differences.
+
+    Read noise (CDS, DN) drawn once per read and shot noise (``poisson``, DN**2
+    per difference) on ``size`` x ``size`` pixels, pre-whitened with each pixel's
+    level and trends (``basis``) profiled, then correlated with ``prof`` along
+    both axes.  The reference for what the search's statistics should do in
+    noise.
+    """
+    rng = np.random.default_rng(seed)
+    reads = rng.normal(0.0, read_noise / np.sqrt(2.0), (n_diff + 1, size, size))
+    shot = rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))
+    diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
+    del reads, shot
+    planes = np.empty_like(diff)
+    unused = np.empty((0, 0), dtype=np.float32)
+    shape = (size, size)
+    _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), _float32_map(read_noise, shape),
+                      _float32_map(poisson, shape), _float32_map(1.0, shape), basis, 1, planes, unused, unused)
+    correlate_planes(planes, prof)
+    return planes
+
+
 def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, poisson, basis, prof, clip_sigma,
                          size=160, seed=SAMPLE_SEED):
     """How much noisier the windows' statistic is on the data than on the noise model, by direction.
@@ -907,16 +930,7 @@ def _excess_window_noise(fine, norm, speed_norm, speed, window, read_noise, pois
     n_diff = fine.shape[0]
     window = min(window, n_diff)
     margin = int(np.ceil(0.5 * speed * window)) + prof.size // 2 + 1
-    rng = np.random.default_rng(seed)
-    reads = rng.normal(0.0, read_noise / np.sqrt(2.0), (n_diff + 1, size, size))
-    shot = rng.normal(0.0, np.sqrt(poisson), (n_diff, size, size))
-    diff = (np.diff(reads, axis=0) + shot).astype(np.float32)
-    model = np.empty_like(diff)
-    unused = np.empty((0, 0), dtype=np.float32)
-    _prewhitened_bins(diff, np.zeros(diff.shape, dtype=bool), _float32_map(read_noise, (size, size)),
-                      _float32_map(poisson, (size, size)), _float32_map(1.0, (size, size)), basis, 1, model,
-                      unused, unused)
-    correlate_planes(model, prof)
+    model = _model_noise_planes(n_diff, size, read_noise, poisson, basis, prof, seed)
     _clip_planes(model, clip_sigma)
     # The model is isotropic: its directions are pooled.
     expected = np.nanmedian(_window_spread(model, np.ones((size, size), dtype=np.float32), speed_norm, window,
