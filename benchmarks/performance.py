@@ -7,7 +7,9 @@ For full-frame ramps of several lengths, in one process:
   timed with ``time.perf_counter``;
 - peak memory of each call: the process RSS is sampled every 5 ms in a thread, and
   the peak *above the RSS before the call* is reported, also as a multiple of the
-  ramp cube (``ngroups x 1024 x 1032 x 4`` bytes);
+  ramp cube (``ngroups x 1024 x 1032 x 4`` bytes); glibc is told to return freed
+  arrays to the system (:func:`follow_live_arrays`), so that the level before a
+  call holds nothing an earlier call left with the allocator;
 - the deep search (``deep_search=True``) at one length, with the number of
   (velocity, starting pixel) trials it scans (``counts["n_search_trials"]``), and
   on the same ramp the default search with other top speeds (``top_speeds``);
@@ -17,6 +19,7 @@ Before each case the free memory is checked; a case that would not fit is skippe
 and said so.
 """
 
+import ctypes
 import gc
 import threading
 import time
@@ -30,7 +33,7 @@ from jwst_asteroid_step.simulate.metadata import SUBARRAYS, group_time_for
 
 from .recovery import BASE_SEED, GAIN, READ_NOISE
 
-__all__ = ["PERF_SETTINGS", "PeakRSS", "PerfSettings", "run_performance"]
+__all__ = ["PERF_SETTINGS", "PeakRSS", "PerfSettings", "follow_live_arrays", "run_performance"]
 
 #: Peak memory of the whole chain (simulation, jump, ramp_fit, search) measured at
 #: 100 groups is ~5 ramp cubes; a case runs only with this many cubes free.
@@ -98,9 +101,36 @@ class PeakRSS:
         return self.peak - self.start
 
 
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def follow_live_arrays():
+    """Make the process RSS follow the arrays alive (glibc only).
+
+    glibc keeps freed memory for reuse, so the RSS before a call can hold what
+    earlier calls freed, and a peak measured above it undercounts.  Serving every
+    allocation over 64 kB by ``mmap`` (what ``MALLOC_MMAP_THRESHOLD_=65536`` does)
+    hands freed arrays back at once.
+
+    Returns
+    -------
+    bool
+        Whether the threshold was set.
+    """
+    libc = _libc()
+    m_mmap_threshold = -3  # from glibc's malloc.h
+    return bool(libc is not None and libc.mallopt(m_mmap_threshold, 65536))
+
+
 def _measure(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, its wall time (s), peak extra RSS and peak RSS (bytes)."""
     gc.collect()
+    if (libc := _libc()) is not None:
+        libc.malloc_trim(0)  # free heap pages go back before the level is read
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
@@ -189,6 +219,7 @@ def run_performance(settings, refs, progress=None):
         if progress:
             progress(msg)
 
+    out["follows_live_arrays"] = follow_live_arrays()
     # Every timing below is warm: numba compiles (or loads from its cache) on the
     # first call, which would otherwise land on whichever case runs first.
     small, _ = simulate_ramp(subarray="SUB64", ngroups=10, stars=0, seed=1)

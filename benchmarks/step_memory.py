@@ -6,12 +6,11 @@ the level before it.  With glibc's default allocator that level includes memory
 that earlier calls freed but the allocator kept, so a row depends on what ran
 before it.  This measures one call on the bench's ramp (``performance._ramp``:
 FULL unless ``--subarray``, F770W, 80 stars, 4 movers, L2 cosmic rays, the same
-seeds) after the bench's warm-up on a SUB64 ramp, and nothing else.  Run it with
-``MALLOC_MMAP_THRESHOLD_`` set, so that large arrays go back to the system when
-freed and the RSS follows the arrays alive; one process per ramp length (about 1
-minute at 100 groups)::
+seeds) after the bench's warm-up on a SUB64 ramp, and nothing else, with glibc told
+to return freed arrays to the system (:func:`benchmarks.performance.follow_live_arrays`,
+as the bench does too); one process per ramp length (about 1 minute at 100 groups)::
 
-    MALLOC_MMAP_THRESHOLD_=65536 python -m benchmarks.step_memory --ngroups 10
+    python -m benchmarks.step_memory --ngroups 10
 """
 
 import argparse
@@ -21,7 +20,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .performance import PERF_SETTINGS, _measure, _ramp, _step_overrides
+from .performance import PERF_SETTINGS, _measure, _ramp, _step_overrides, follow_live_arrays
 from .recovery import BASE_SEED
 
 
@@ -30,6 +29,7 @@ def main(argv=None):
     parser.add_argument("--ngroups", type=int, default=100)
     parser.add_argument("--subarray", default="FULL")
     args = parser.parse_args(argv)
+    follow_live_arrays()
     logging.disable(logging.WARNING)  # jwst and stpipe log every step at INFO
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     from jwst.jump import JumpStep

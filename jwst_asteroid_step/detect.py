@@ -28,7 +28,7 @@ from .config import DetectionConfig
 from .measure.moving_psf import fit_moving_psf
 from .ramp.differences import IntegrationDifferences, group_differences, jump_cells, pixel_mean_rate
 from .ramp.events import (
-    COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells,
+    COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells, link_instants,
 )
 from .ramp.noise import difference_variance
 from .ramp.showers import find_showers
@@ -192,6 +192,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     diffs.jump = None  # from here on the cells say it all; frees a cube of flags for the search
     labels = cluster_cells(cells, config.link_px, config.link_groups)
     events = classify_events(cells, labels, config.shower_min_pixels, config.min_groups)
+    # A mover faster than link_px per difference left a row of one-instant events.
+    events = link_instants(events, min_speed=config.link_px)
     counts = {_count_key(k): v for k, v in events.counts().items()}
     counts["n_jump_cells"] = int(len(cells))
     duration = diffs.n_diffs * group_time

@@ -24,6 +24,7 @@ from jwst_asteroid_step.ramp.events import (
     Events,
     classify_events,
     cluster_cells,
+    link_instants,
 )
 from jwst_asteroid_step.ramp.segments import check_fitopt
 from jwst_asteroid_step.ramp.usable import usable_groupdq
@@ -355,6 +356,89 @@ def test_classify_no_cells_gives_no_events():
     ev = classify(cells())
     assert ev.kind.size == 0
     assert ev.counts() == dict.fromkeys(EVENT_KINDS, 0)
+
+
+# --- rows of one-instant events ------------------------------------------------------
+
+
+def fast_row(ks, x0=20.0, y0=100.0, step=(3.3, -1.2)):
+    """A 2 x 2 block of flags at each difference in ks, stepping ``step`` px per difference."""
+    out = []
+    for k in ks:
+        x, y = int(round(x0 + step[0] * k)), int(round(y0 + step[1] * k))
+        out += block(k, y, x, 2, 2)
+    return out
+
+
+def scattered_cosmic_rays(n, n_diff, size, seed, away_from=()):
+    """Two-pixel cosmic rays at random, none touching the cells ``away_from`` (in space and time)."""
+    rng = np.random.default_rng(seed)
+    avoid = np.array(away_from, dtype=float).reshape(-1, 3)
+    out = []
+    for k, y, x in zip(rng.integers(0, n_diff, n), rng.integers(2, size - 2, n), rng.integers(2, size - 2, n)):
+        if len(avoid) and np.any(np.max(np.abs(avoid - [k, y, x]), axis=1) <= 3):
+            continue
+        out += [(k, y, x), (k, y, x + 1)]
+    return out
+
+
+def linked(c, **kwargs):
+    return link_instants(classify(c), **kwargs)
+
+
+def test_a_fast_movers_row_of_cosmic_ray_like_events_becomes_one_mover_candidate():
+    # 3.3 px per difference: each difference's flags are a separate compact event,
+    # which classify_events calls a cosmic ray; a few differences are unflagged.
+    row = fast_row([k for k in range(2, 40) if k % 7 != 3])
+    noise = scattered_cosmic_rays(300, 45, 200, seed=5, away_from=row)
+    c = cells(*row, *noise)
+    before = classify(c)
+    assert set(before.kind[before.label[: len(row)]]) == {COSMIC_RAY}
+    ev = link_instants(before)
+    row_labels = np.unique(ev.label[: len(row)])
+    assert row_labels.size == 1 and ev.kind[row_labels[0]] == MOVER
+    # Nothing else joined the row, and the scattered cosmic rays keep their kind.
+    assert np.sum(ev.label == row_labels[0]) == len(row)
+    assert ev.counts()["mover_candidate"] == 1
+    assert ev.counts()["cosmic_ray"] == before.counts()["cosmic_ray"] - (len(before.kind) - len(ev.kind)) - 1
+    # Labels stay compact: every event has cells.
+    assert np.array_equal(np.unique(ev.label), np.arange(ev.kind.size))
+
+
+def test_a_row_shorter_than_min_events_is_left_alone():
+    c = cells(*fast_row([3, 4, 5, 6]))
+    assert list(linked(c).kind) == [COSMIC_RAY] * 4
+    assert list(linked(c, min_events=4).kind) == [MOVER]
+
+
+@pytest.mark.parametrize("step, linked_row", [((3.3, -1.2), True), ((12.0, 0.0), False), ((0.0, 0.0), False)])
+def test_only_steps_within_the_speed_range_link(step, linked_row):
+    ev = linked(cells(*fast_row(range(10, 18), step=step)), max_speed=10.0)
+    assert (list(ev.kind) == [MOVER]) == linked_row
+
+
+def test_events_off_a_straight_path_do_not_link():
+    # 3.3 px per difference, turning by 30 degrees at each: a circle of 6.4 px radius.
+    turn = np.radians(30.0) * np.arange(12)
+    circle = [c for k, a in zip(range(10, 22), turn)
+              for c in block(k, int(round(100 + 6.4 * np.sin(a))), int(round(100 + 6.4 * np.cos(a))), 2, 2)]
+    before = classify(cells(*circle))
+    assert list(before.kind) == [COSMIC_RAY] * 12
+    assert MOVER not in link_instants(before).kind
+
+
+def test_events_lasting_several_differences_are_not_linked():
+    # A pixel flagged at many instants (hot pixel) along a fast row stays what it was.
+    row = fast_row(range(10, 20))
+    hot = [(k, 100 - 2, 20 + 33) for k in range(0, 40, 4)]  # near the row's place at k = 11..12
+    ev = linked(cells(*row, *hot))
+    assert ev.kind[ev.label[len(row)]] == PIXEL_NOISE
+    assert ev.kind[ev.label[0]] == MOVER
+
+
+def test_link_instants_without_events():
+    ev = linked(cells())
+    assert ev.kind.size == 0
 
 
 # --- Events ------------------------------------------------------------------------

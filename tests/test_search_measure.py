@@ -16,6 +16,8 @@ from jwst_asteroid_step.detect import DETECTION_COLUMNS, detections_to_catalog, 
 from jwst_asteroid_step.measure.moving_psf import _Cells, fit_moving_psf
 from jwst_asteroid_step.mover_model import mover_differences
 from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.ramp.differences import IntegrationDifferences, jump_cells
+from jwst_asteroid_step.ramp.events import classify_events, cluster_cells
 from jwst_asteroid_step.ramp.noise import matched_filter_snr, matched_filter_snr_correlated, whiten
 from jwst_asteroid_step.search.matched_filter import matched_filter_search
 from jwst_asteroid_step.search.tracks import Track, fit_track, offsets_from_line
@@ -484,6 +486,37 @@ def test_search_where_shifts_exceed_the_array_width_finds_the_mover():
     # A coarse grid point: the moving-PSF fit refines it.
     assert abs(best.x - truth["x"]) < 2.0 and abs(best.y - truth["y"]) < 2.0
     assert abs(best.vx - 0.8) < 0.15 and abs(best.vy - 0.1) < 0.15
+
+
+def test_find_movers_measures_a_bright_mover_faster_than_the_search_from_its_flags():
+    """At 3.3 px/group a F560W mover's JUMP_DET cells form a separate compact event
+    at each group, like a cosmic ray's, and are set aside; linked into one mover
+    candidate, the flags alone find it, beyond the searches' 3 px/group."""
+    psf = psf_for_filter("F560W")
+    n_groups, box, v = 40, 160, (3.1 / GT, 1.2 / GT)
+    t0, t1 = difference_intervals(n_groups, GT)
+    grid = np.arange(box, dtype=float)
+    charge = 5.0 * GT + mover_differences(80.0, 70.0, *v, 90.0, 0.5 * t1[-1], t0, t1, psf, grid, grid)
+    rng = np.random.default_rng(8)
+    diff = rng.poisson(charge * GAIN) / GAIN + np.diff(rng.normal(0.0, RN / np.sqrt(2.0), (n_groups, box, box)),
+                                                        axis=0)
+    sci = np.cumsum(np.concatenate([np.zeros((1, box, box)), diff]), axis=0)[None].astype(np.float32)
+    groupdq = np.zeros(sci.shape, np.uint8)
+    flag_jumps(sci, groupdq)
+    pixeldq = np.zeros((box, box), np.uint32)
+    config = DetectionConfig(search=False)
+    cells = jump_cells(IntegrationDifferences(sci[0], groupdq[0], pixeldq).jump)
+    events = classify_events(cells, cluster_cells(cells, config.link_px, config.link_groups))
+    assert events.counts()["mover_candidate"] == 0 and events.counts()["cosmic_ray"] >= 4
+    table, counts = find_movers(sci, groupdq, pixeldq, GT, psf, RN, GAIN, config)
+    assert counts["n_mover_candidates"] >= 1
+    assert len(table) == 1 and table["method"][0] == "jump"
+    row = table[0]
+    assert abs(row["vx"] - v[0]) < 0.02 * v[0] and abs(row["vy"] - v[1]) < 0.05 * v[1]
+    t = row["t_int"] - 0.5 * t1[-1]
+    assert abs(row["x"] - (80.0 + v[0] * t)) < 0.2 and abs(row["y"] - (70.0 + v[1] * t)) < 0.2
+    assert row["flux"] == pytest.approx(90.0, rel=0.05)
+    assert row["trail_in_group"]
 
 
 def detection_table(rows):
