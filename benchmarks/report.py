@@ -785,12 +785,13 @@ def results_markdown(movers, ramps, perf, meta):
         L.append(f"`{perf['subarray']}` ramps, F770W, 80 stars, 4 movers, L2 cosmic rays and showers, CDP7 bad "
                  "pixels.  Times are wall-clock seconds of `Step.call` in one process; memory is the peak RSS "
                  "above the level before the call (sampled every 5 ms), also in units of the float32 ramp cube"
-                 + (", with glibc returning freed arrays to the system at once (`performance.follow_live_arrays`), "
-                    "so that the level before a call holds nothing earlier calls left with the allocator."
-                    if perf.get("follows_live_arrays") else
-                    "; without glibc's mmap threshold set, the level before a call may hold memory earlier calls "
-                    "freed, and the rows undercount.")
-                 + (f"  All warm: a first call on a small ramp (numba compilation or cache load) took "
+                 + (", after the memory freed so far is handed back to the system "
+                    "(`performance.release_freed_memory`), so that the level before a call holds nothing "
+                    "earlier calls left with the allocator."
+                    if perf.get("releases_freed_memory") else
+                    "; the level before a call may hold memory earlier calls freed and the allocator kept, "
+                    "so the rows may undercount.")
+                 + (f"  All warm: first calls on the two shortest ramps (numba compilation or cache load) took "
                     f"{perf['warmup_seconds']:.1f} s before them." if "warmup_seconds" in perf else "") + "\n")
         rows = [[r["ngroups"], f"{r['cube_mb']:.0f}", f"{r['seconds_jump']:.1f}", f"{r['seconds_ramp_fit']:.1f}",
                  f"{r['seconds_ours']:.1f}", f"**{r['time_ratio']:.2f}**", f"{r['mem_jump_mb']:.0f}",

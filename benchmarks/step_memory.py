@@ -6,9 +6,10 @@ the level before it.  With glibc's default allocator that level includes memory
 that earlier calls freed but the allocator kept, so a row depends on what ran
 before it.  This measures one call on the bench's ramp (``performance._ramp``:
 FULL unless ``--subarray``, F770W, 80 stars, 4 movers, L2 cosmic rays, the same
-seeds) after the bench's warm-up on a SUB64 ramp, and nothing else, with glibc told
-to return freed arrays to the system (:func:`benchmarks.performance.follow_live_arrays`,
-as the bench does too); one process per ramp length (about 1 minute at 100 groups)::
+seeds) after the bench's warm-up, and nothing else, with the memory
+freed before it handed back to the system as in the bench
+(:func:`benchmarks.performance.release_freed_memory`); one process per ramp length
+(about 1 minute at 100 groups)::
 
     python -m benchmarks.step_memory --ngroups 10
 """
@@ -20,7 +21,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .performance import PERF_SETTINGS, _measure, _ramp, _step_overrides, follow_live_arrays
+from .performance import PERF_SETTINGS, _measure, _ramp, _step_overrides, _warm_up
 from .recovery import BASE_SEED
 
 
@@ -29,22 +30,19 @@ def main(argv=None):
     parser.add_argument("--ngroups", type=int, default=100)
     parser.add_argument("--subarray", default="FULL")
     args = parser.parse_args(argv)
-    follow_live_arrays()
     logging.disable(logging.WARNING)  # jwst and stpipe log every step at INFO
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     from jwst.jump import JumpStep
 
     from jwst_asteroid_step.offline import build_references, configure_offline_crds
-    from jwst_asteroid_step.simulate import simulate_ramp
     from jwst_asteroid_step.step import AsteroidDetectStep
 
     with tempfile.TemporaryDirectory(prefix="asteroid_memory_") as tmp:
         configure_offline_crds(Path(tmp) / "crds")
         refs = build_references(Path(tmp) / "refs")
         over, jwst_over = _step_overrides(AsteroidDetectStep, refs), refs.overrides("gain", "readnoise")
-        small, _ = simulate_ramp(subarray="SUB64", ngroups=10, stars=0, seed=1)
-        AsteroidDetectStep.call(JumpStep.call(small, **jwst_over), **over)
         settings = dataclasses.replace(PERF_SETTINGS["full"], subarray=args.subarray)
+        _warm_up(settings, over, jwst_over)
         ramp, _ = _ramp(settings, args.ngroups, settings.n_movers, 5.0, BASE_SEED + 90000 + args.ngroups)
         jump = JumpStep.call(ramp, **jwst_over)
         del ramp

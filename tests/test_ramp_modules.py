@@ -365,7 +365,7 @@ def fast_row(ks, x0=20.0, y0=100.0, step=(3.3, -1.2)):
     """A 2 x 2 block of flags at each difference in ks, stepping ``step`` px per difference."""
     out = []
     for k in ks:
-        x, y = int(round(x0 + step[0] * k)), int(round(y0 + step[1] * k))
+        x, y = round(x0 + step[0] * k), round(y0 + step[1] * k)
         out += block(k, y, x, 2, 2)
     return out
 
@@ -421,7 +421,7 @@ def test_events_off_a_straight_path_do_not_link():
     # 3.3 px per difference, turning by 30 degrees at each: a circle of 6.4 px radius.
     turn = np.radians(30.0) * np.arange(12)
     circle = [c for k, a in zip(range(10, 22), turn)
-              for c in block(k, int(round(100 + 6.4 * np.sin(a))), int(round(100 + 6.4 * np.cos(a))), 2, 2)]
+              for c in block(k, round(100 + 6.4 * np.sin(a)), round(100 + 6.4 * np.cos(a)), 2, 2)]
     before = classify(cells(*circle))
     assert list(before.kind) == [COSMIC_RAY] * 12
     assert MOVER not in link_instants(before).kind

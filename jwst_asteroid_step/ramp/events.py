@@ -13,7 +13,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-__all__ = ["EVENT_KINDS", "Events", "cluster_cells", "classify_events", "link_instants"]
+__all__ = ["EVENT_KINDS", "Events", "classify_events", "cluster_cells", "link_instants"]
 
 #: Event labels, in the order of their integer codes.
 EVENT_KINDS = ("cosmic_ray", "shower", "mover_candidate", "pixel_noise")
