@@ -9,7 +9,7 @@ FULL unless ``--subarray``, F770W, 80 stars, 4 movers, L2 cosmic rays, the same
 seeds) after the bench's warm-up, and nothing else, with the memory
 freed before it handed back to the system as in the bench
 (:func:`benchmarks.performance.release_freed_memory`); one process per ramp length
-(about 1 minute at 100 groups)::
+(about 2 minutes at 100 groups, with the warm-up)::
 
     python -m benchmarks.step_memory --ngroups 10
 """

@@ -173,10 +173,9 @@ def link_instants(events, min_speed=1.0, max_speed=10.0, max_gap=3, tolerance_px
     """
     order = np.argsort(events.label, kind="stable")
     bounds = np.searchsorted(events.label[order], np.arange(events.kind.size + 1))
-    sizes = np.diff(bounds)
     first = np.minimum.reduceat(events.cells[order, 0], bounds[:-1]) if len(order) else np.zeros(0, int)
     last = np.maximum.reduceat(events.cells[order, 0], bounds[:-1]) if len(order) else np.zeros(0, int)
-    cand = np.flatnonzero(np.isin(events.kind, (COSMIC_RAY, PIXEL_NOISE)) & (last - first <= 1) & (sizes > 0))
+    cand = np.flatnonzero(np.isin(events.kind, (COSMIC_RAY, PIXEL_NOISE)) & (last - first <= 1))
     if cand.size < min_events:
         return events
     by_event = events.cells[order]
