@@ -415,6 +415,24 @@ def _completeness_of(movers, det, select):
     return n, k, (k / n if n else np.nan)
 
 
+def _completeness_targets(movers):
+    """Issue 4's completeness targets: ``(measure, target %, detector, selection)`` rows.
+
+    The first three, the slow and the bright movers', are the ones set at the
+    yardstick SNR that :func:`single_integration_bound` weighs.
+    """
+    grid = _select(movers, set=lambda s: s == "grid")
+    snr = np.asarray(movers["snr"], dtype=float)
+    speed = np.asarray(movers["speed"], dtype=float)
+    main_belt = grid & (speed >= 0.005) & (speed < 0.5)
+    fast = grid & (speed >= 0.5) & (speed < 3.0)
+    return [("SNR 7–10, 0.005–0.5 px/group", 90, "ours", main_belt & (snr >= 7) & (snr < 10)),
+            ("SNR 5–7, 0.005–0.5 px/group", 50, "ours", main_belt & (snr >= 5) & (snr < 7)),
+            ("SNR ≥ 15, 0.005–3 px/group", 98, "ours", grid & (speed < 3.0) & (snr >= 15)),
+            ("SNR 7–10, 0.5–3 px/group, default", 70, "ours", fast & (snr >= 7) & (snr < 10)),
+            ("SNR 7–10, 0.5–3 px/group, deep search", 90, "ours_deep", fast & (snr >= 7) & (snr < 10))]
+
+
 def single_integration_bound(movers, thresholds=(5.0, 6.0)):
     """The issue-4 completeness targets set at yardstick SNR, against what one integration allows.
 
@@ -432,16 +450,11 @@ def single_integration_bound(movers, thresholds=(5.0, 6.0)):
 
     if "snr_moving" not in movers.colnames:
         return []
-    grid = _select(movers, set=lambda s: s == "grid") & _ran(movers, "ours")
-    snr = np.asarray(movers["snr"], dtype=float)
-    speed = np.asarray(movers["speed"], dtype=float)
     moving = np.asarray(movers["snr_moving"], dtype=float)
-    slow = grid & (speed >= 0.005) & (speed < 0.5)
     rows = []
-    for label, target, sel in (("SNR 7–10, 0.005–0.5 px/group", 90, slow & (snr >= 7) & (snr < 10)),
-                               ("SNR 5–7, 0.005–0.5 px/group", 50, slow & (snr >= 5) & (snr < 7)),
-                               ("SNR ≥ 15, 0.005–3 px/group", 98, grid & (speed >= 0.005) & (speed < 3) & (snr >= 15))):
-        n, k, _ = _completeness_of(movers, "ours", sel)
+    for label, target, det, select in _completeness_targets(movers)[:3]:
+        sel = select & _ran(movers, det)
+        n, k, _ = _completeness_of(movers, det, sel)
         ideal = [f"{100 * float(np.mean(norm.cdf(moving[sel] - t))):.0f} %" if n else "–" for t in thresholds]
         rows.append([label, f"≥ {target} %", _pct(n, k)] + ideal)
     return rows
@@ -450,27 +463,18 @@ def single_integration_bound(movers, thresholds=(5.0, 6.0)):
 def issue4_targets(movers, ramps, perf, key):
     """Rows ``(measure, target, measured, met)`` for the issue-4 table of RESULTS.md."""
     grid = _select(movers, set=lambda s: s == "grid")
-    snr = np.asarray(movers["snr"], dtype=float)
-    speed = np.asarray(movers["speed"], dtype=float)
     filt = np.asarray(movers["filter"])
-    main_belt = grid & (speed >= 0.005) & (speed < 0.5)
-    fast = grid & (speed >= 0.5) & (speed < 3.0)
     rows = []
 
     def completeness_row(label, target, det, select):
         n, k, f = _completeness_of(movers, det, select)
         rows.append((label, f"≥ {target:.0f} %", f"{_pct(n, k)}", bool(n) and f * 100 >= target))
 
-    completeness_row("completeness, SNR 7–10, 0.005–0.5 px/group", 90, "ours",
-                     main_belt & (snr >= 7) & (snr < 10))
-    for f in sorted(set(filt[grid].tolist())):
-        completeness_row(f"  … {f}", 90, "ours", main_belt & (snr >= 7) & (snr < 10) & (filt == f))
-    completeness_row("completeness, SNR 5–7, 0.005–0.5 px/group", 50, "ours", main_belt & (snr >= 5) & (snr < 7))
-    completeness_row("completeness, SNR ≥ 15, 0.005–3 px/group", 98, "ours",
-                     grid & (speed < 3.0) & (snr >= 15))
-    completeness_row("completeness, SNR 7–10, 0.5–3 px/group, default", 70, "ours", fast & (snr >= 7) & (snr < 10))
-    completeness_row("completeness, SNR 7–10, 0.5–3 px/group, deep search", 90, "ours_deep",
-                     fast & (snr >= 7) & (snr < 10))
+    for i, (label, target, det, select) in enumerate(_completeness_targets(movers)):
+        completeness_row(f"completeness, {label}", target, det, select)
+        if i == 0:  # the slow movers' target holds for every filter
+            for f in sorted(set(filt[grid].tolist())):
+                completeness_row(f"  … {f}", target, det, select & (filt == f))
     n_fp, rate, up = key["fp_n_ours"], key["fp_per_full_frame_ours"], key["fp_upper90_ours"]
     rows.append(("false positives per full-frame integration (L2 cosmic rays, showers)", "≤ 0.2",
                  f"{_num(rate, '{:.2f}')} (n={n_fp}, 90 % UL {_num(up, '{:.2f}')})", bool(rate <= 0.2)))

@@ -278,10 +278,11 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             # come lies on its path and may reach its speed, its light goes all
             # the same: a bright mover faster than the search reaches came back
             # as slow pieces of its streak (bench ramp 86: nine, at 3.8 px/group).
-            if ran_off is not None and not any(
-                    c.max_fit_speed >= np.hypot(ran_off.vx, ran_off.vy) * group_time
-                    and _on_path(ran_off, c.x, c.y, c.t_ref * group_time, tolerance_px=3.0)
-                    for c in candidates[i_cand + 1:]):
+            if ran_off is None:
+                continue
+            speed = np.hypot(ran_off.vx, ran_off.vy) * group_time
+            if not any(c.max_fit_speed >= speed and _on_path(ran_off, c.x, c.y, c.t_ref * group_time, tolerance_px=3.0)
+                       for c in candidates[i_cand + 1:]):
                 _remove_track(diffs.diff, exclude, ran_off, psf, group_time, sigma)
 
     rates = None

@@ -109,8 +109,7 @@ def classify_events(cells, labels, shower_min_pixels=30, min_mover_groups=3):
     """
     n_events = int(labels.max()) + 1 if len(labels) else 0
     kind = np.empty(n_events, dtype=int)
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(n_events + 1))
+    order, bounds = _by_event(labels, n_events)
     for ev in range(n_events):
         c = cells[order[bounds[ev] : bounds[ev + 1]]]
         n_times = np.unique(c[:, 0]).size
@@ -126,6 +125,12 @@ def classify_events(cells, labels, shower_min_pixels=30, min_mover_groups=3):
         else:
             kind[ev] = COSMIC_RAY
     return Events(cells=cells, label=labels, kind=kind)
+
+
+def _by_event(labels, n_events):
+    """Cell order grouping the cells by event, and each event's slice bounds in it."""
+    order = np.argsort(labels, kind="stable")
+    return order, np.searchsorted(labels[order], np.arange(n_events + 1))
 
 
 def _moves(c):
@@ -171,8 +176,7 @@ def link_instants(events, min_speed=1.0, max_speed=10.0, max_gap=3, tolerance_px
         ``events`` with each path's events merged into one mover candidate
         (labels renumbered); ``events`` itself when no path was found.
     """
-    order = np.argsort(events.label, kind="stable")
-    bounds = np.searchsorted(events.label[order], np.arange(events.kind.size + 1))
+    order, bounds = _by_event(events.label, events.kind.size)
     first = np.minimum.reduceat(events.cells[order, 0], bounds[:-1]) if len(order) else np.zeros(0, int)
     last = np.maximum.reduceat(events.cells[order, 0], bounds[:-1]) if len(order) else np.zeros(0, int)
     cand = np.flatnonzero(np.isin(events.kind, (COSMIC_RAY, PIXEL_NOISE)) & (last - first <= 1))
