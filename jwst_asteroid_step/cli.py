@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _demo_movers(shape, group_time, rng, snr):
@@ -273,9 +273,17 @@ def link(args):
     if args.ades:
         from .export.ades import write_tracklet_ades
 
-        out, skipped = write_tracklet_ades(
-            result, args.ades, submitter=args.submitter, measurers=args.measurer or ["Unknown"],
-            include_unlinked=args.include_unlinked)
+        if not len(result.tracklets) and not args.include_unlinked:
+            print(f"No ADES report written to {args.ades}: no tracklet to report "
+                  "(--include-unlinked reports each unlinked detection as its own trkSub).")
+            return 0
+        try:
+            out, skipped = write_tracklet_ades(
+                result, args.ades, submitter=args.submitter, measurers=args.measurer or ["Unknown"],
+                include_unlinked=args.include_unlinked)
+        except ValueError as err:
+            print(f"jwst-asteroids link: no ADES report written to {args.ades}: {err}", file=sys.stderr)
+            return 2
         print(f"Wrote {out}" + (f" ({len(skipped)} detection(s) without sky position left out)"
                                 if skipped else ""))
     return 0
@@ -307,7 +315,13 @@ def match(args):
     return 0
 
 
-def _parser():
+def build_parser():
+    """The ``jwst-asteroids`` argument parser, with every subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     from .psf import FILTER_FWHM
     from .simulate.metadata import SUBARRAYS
 
@@ -466,7 +480,7 @@ def _parser():
 
 def main(argv=None):
     """Entry point of the ``jwst-asteroids`` console script."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     return args.func(args)
 

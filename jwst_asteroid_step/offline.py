@@ -204,8 +204,8 @@ def detector1_offline_steps(refs):
     return steps
 
 
-def write_detector1_pars(path, refs, pipeline="asteroid", hook=False):
-    """Write a parameter file that runs a Detector1 pipeline offline.
+def write_detector1_pars(path, refs):
+    """Write a parameter file that runs ``calwebb_detector1_asteroid`` offline.
 
     Parameters
     ----------
@@ -213,11 +213,6 @@ def write_detector1_pars(path, refs, pipeline="asteroid", hook=False):
         The ``.asdf`` parameter file to write; use it as ``strun <path> <input>``.
     refs : OfflineReferences
         From :func:`build_references`.
-    pipeline : {"asteroid", "plain"}
-        ``calwebb_detector1_asteroid`` or jwst's own ``calwebb_detector1``.
-    hook : bool
-        Attach :class:`~jwst_asteroid_step.hooks.AsteroidDetectHook` to ramp_fit
-        (for the plain pipeline).
 
     Returns
     -------
@@ -225,26 +220,15 @@ def write_detector1_pars(path, refs, pipeline="asteroid", hook=False):
     """
     import asdf
 
-    from .pipeline import AsteroidDetector1Pipeline
+    from .pipeline import AsteroidDetector1Pipeline as cls
 
-    if pipeline == "asteroid":
-        cls, name = AsteroidDetector1Pipeline, "calwebb_detector1_asteroid"
-    elif pipeline == "plain":
-        from jwst.pipeline import Detector1Pipeline as cls
-
-        name = "calwebb_detector1"
-    else:
-        raise ValueError(f"pipeline must be 'asteroid' or 'plain', got {pipeline!r}")
     steps = detector1_offline_steps(refs)
-    if "asteroid_detect" in cls.step_defs:
-        # Gain and read noise only, as the hook borrows from ramp_fit: offline,
-        # both then find no distortion file and take the pysiaf sky fallback.
-        steps["asteroid_detect"] = refs.overrides("gain", "readnoise")
-    if hook:
-        steps["ramp_fit"]["pre_hooks"] = ["jwst_asteroid_step.hooks.AsteroidDetectHook"]
+    # Gain and read noise only: offline, asteroid_detect then finds no distortion file
+    # and takes the pysiaf sky fallback, as a run without those references would.
+    steps["asteroid_detect"] = refs.overrides("gain", "readnoise")
     tree = {
         "class": f"{cls.__module__}.{cls.__name__}",
-        "name": name,
+        "name": cls.class_alias,
         "parameters": {},
         "steps": [
             {"class": f"{step.__module__}.{step.__name__}", "name": step_name,

@@ -251,6 +251,20 @@ def test_shipped_pars_selection(tmp_path, monkeypatch):
     assert find_shipped_pars({"meta.instrument.name": "NIRCAM", "meta.exposure.type": "MIR_IMAGE"}, directory=tmp_path) is None
 
 
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "crds_params"
+
+
+def test_shipped_pars_are_what_make_pars_writes(tmp_path):
+    """The committed file holds today's spec defaults (regenerate with make_pars otherwise)."""
+    from jwst_asteroid_step.crds_params.make_pars import SHIPPED, write_pars
+
+    write_pars(tmp_path)
+    for name in SHIPPED:
+        with asdf.open(SHIPPED_DIR / name) as shipped, asdf.open(tmp_path / name) as fresh:
+            assert shipped.tree["parameters"] == fresh.tree["parameters"], (
+                f"{name} is out of date: python -m jwst_asteroid_step.crds_params.make_pars")
+
+
 def test_command_line_beats_shipped_pars(bright_mover_products, offline_refs, tmp_path):
     step = AsteroidDetectStep.from_cmdline([
         "asteroid_detect", str(bright_mover_products["jump_path"]), "--snr_threshold=11.5",

@@ -166,3 +166,17 @@ def test_tracklet_ades_is_one_observation_set_per_tracklet():
     assert sorted(len(v) for v in trk.values()) == [4, 4]
     assert all(v == sorted(v) for v in trk.values())
     assert all(rec["stn"] == "274" for rec in records)
+
+
+def test_link_with_no_tracklet_says_so_and_writes_no_ades_report(tmp_path, capsys):
+    """A visit with one detection gives no tracklet: a clear line, exit 0, no PSV file."""
+    from jwst_asteroid_step.cli import main
+
+    rng = np.random.default_rng(2)
+    merged = tmp_path / "survey_detections.ecsv"
+    _table([_mover(150.0, 2.0, 25.0, -12.0, MJDS[:1], rng)], EXPOSURES[:1]).write(merged)
+    psv = tmp_path / "tracklets.psv"
+    assert main(["link", str(merged), "-o", str(tmp_path / "visits"), "--ades", str(psv)]) == 0
+    assert "No ADES report written" in capsys.readouterr().out
+    assert not psv.exists()
+    assert (tmp_path / "visits_tracklets.ecsv").exists()

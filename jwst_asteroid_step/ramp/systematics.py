@@ -269,7 +269,7 @@ def _grouped_median(group, values, size):
 
 
 def grouped_mad_sigma(group, values, size):
-    """:func:`mad_sigma` of ``values`` in each group ``0 .. size - 1``, without a loop over the groups.
+    """:func:`mad_sigma` of ``values`` in each group (0 to ``size - 1``), without a loop over the groups.
 
     Returns
     -------

@@ -262,7 +262,7 @@ def match_known(table, ephemeris, radius=5.0, rate_tolerance=10.0, max_extrapola
         Match radius (arcsec); an object's own uncertainty widens it to
         ``3 * pos_unc`` where larger.
     rate_tolerance : float
-        Largest |rate difference| (arcsec/h) of a match where both rates are
+        Largest absolute rate difference (arcsec/h) of a match where both rates are
         known; rows without rates match on position alone.
     max_extrapolation_hours : float
         See :func:`predict_positions`.
