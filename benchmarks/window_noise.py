@@ -31,7 +31,7 @@ def window_spreads(filter_name, n_diff=99, size=200, seed=1):
     psf = psf_for_filter(filter_name)
     per_diff = SKY * GROUP_TIME
     basis = trend_basis(n_diff, 0)
-    sigma = psf.components[0][1]
+    sigma = psf.core_sigma
     prof = mf._core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
     planes = mf._model_noise_planes(n_diff, size, READ_NOISE, per_diff / GAIN, basis, prof, seed)
     speed_norm = mf._speed_normalisation(psf, n_diff, np.ones(n_diff, bool), per_diff, READ_NOISE, GAIN,

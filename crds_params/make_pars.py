@@ -56,6 +56,7 @@ _NOT_SHIPPED = {
     "pre_hooks", "post_hooks", "output_file", "output_dir", "output_ext", "output_use_model",
     "output_use_index", "save_results", "skip", "suffix", "search_output_file", "input_dir",
     "fitopt",
+    "psf_file",  # a file on the user's machine
     "search_backend",  # where the user's machine runs the scan, not a calibration choice
 }
 

@@ -15,7 +15,7 @@ from .config import DetectionConfig
 from .crds_pars import shipped_config
 from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
-from .psf import psf_for_filter
+from .psf import psf_for_filter, read_psf_file
 from .ramp.segments import check_fitopt
 from .ramp.systematics import SAMPLE_SEED
 from .ramp.usable import MAX_ABS_DN, usable_groupdq
@@ -73,7 +73,9 @@ class AsteroidDetectStep(Step):
         trend_order = option('auto', '0', '1', '2', default='auto')  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature; auto: a drift only where the ramp's drifts exceed the noise)
         drift_threshold = float(default=1.1, min=1.0)  # Drift spread (1 = noise model) above which trend_order=auto profiles a drift
         search_backend = option('cpu', 'cupy', default='cpu')  # Where the search's scan runs: cpu (numba) or cupy (a CUDA GPU; the CPU, with a note, when none is available)
-        psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px); default from the filter
+        psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px) of the gaussian model; default from the filter
+        psf_model = option('gaussian', 'instrument', default='gaussian')  # PSF of the search, the fit and the photometry: two Gaussians, or the PSF computed from JWST's optics for the filter (docs: the PSF page)
+        psf_file = string(default=None)  # A PSF FITS file (an ePSF with OVERSAMP, a photutils GriddedPSFModel, or stpsf calc_psf output); overrides psf_model
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
         allow_moving_target = boolean(default=False)  # Search exposures that track a moving target (stars then trail and are reported)
         max_jump_fraction = float(default=0.01, min=0, max=1)  # Above this JUMP_DET fraction (a shower storm) an integration is searched without its flags
@@ -171,10 +173,13 @@ class AsteroidDetectStep(Step):
     def _search(self, model, fitopt):
         _check_searchable(model, self.min_ngroups, self.allow_moving_target)
         group_time = float(model.meta.exposure.group_time)
-        try:
-            psf = psf_for_filter(model.meta.instrument.filter, self.psf_fwhm)
-        except ValueError as err:
-            raise SkipExposure(str(err)) from err
+        if self.psf_file:
+            psf = read_psf_file(self.psf_file)  # the user's own file: an error, not a skip
+        else:
+            try:
+                psf = psf_for_filter(model.meta.instrument.filter, self.psf_fwhm, self.psf_model)
+            except ValueError as err:
+                raise SkipExposure(str(err)) from err
         fitopt_name = "N/A"
         if fitopt is not None:
             # ramp_fit names its in-memory product after the ramp; only a file is a file.
@@ -320,6 +325,7 @@ class AsteroidDetectStep(Step):
         meta.asteroid_detect.random_seed = SAMPLE_SEED
         if psf is not None:
             meta.asteroid_detect.psf_fwhm = float(psf.fwhm)
+            meta.asteroid_detect.psf_model = psf.name
         meta.asteroid_detect.notes = notes
         return catalog
 

@@ -202,7 +202,7 @@ class _Cells:
                  trend_order):
         nk, ny, nx = diff.shape
         self.trend = trend_basis(nk, trend_order)
-        core_sigma = psf.components[0][1]
+        core_sigma = psf.core_sigma
         travel = np.hypot(vx, vy) * group_time
         half = int(np.ceil(2.5 * core_sigma + travel / 2 + margin))
         self.half, self.width = half, 2 * half + 1
@@ -346,8 +346,8 @@ class _Cells:
         """Row and column profiles of each component along path ``p``, per difference and sub-sample."""
         x, y, vx, vy, _ = p
         dt = self.t - t_ref
-        rows = self.psf.pixel_profiles(self.box_x0[:, None], self.width, x + vx * dt, derivative)
-        cols = self.psf.pixel_profiles(self.box_y0[:, None], self.width, y + vy * dt, derivative)
+        rows = self.psf.pixel_profiles(self.box_x0[:, None], self.width, x + vx * dt, derivative, axis="x")
+        cols = self.psf.pixel_profiles(self.box_y0[:, None], self.width, y + vy * dt, derivative, axis="y")
         return dt, rows, cols
 
     def _at_near(self, boxes):
@@ -415,7 +415,7 @@ class _StaticImage:
             self.flux_err = np.nan
         # Unweighted centroid of the light within three core widths: a weighted
         # one would be pulled towards (x, y).
-        disk = np.hypot(self.gx - x, self.gy - y) <= 3.0 * psf.components[0][1]
+        disk = np.hypot(self.gx - x, self.gy - y) <= 3.0 * psf.core_sigma
         total = np.sum(sub[disk])
         self.offset = (float(np.hypot(np.sum(sub[disk] * (self.gx[disk] - x)),
                                       np.sum(sub[disk] * (self.gy[disk] - y))) / total)
@@ -425,8 +425,8 @@ class _StaticImage:
         """The photometry of the model's own mean image (same weights), per difference."""
         x, y, vx, vy, flux = p
         n = self.gx.shape[1]
-        rows = self.psf.pixel_profiles(self.gx[0, 0], n, x + vx * t)
-        cols = self.psf.pixel_profiles(self.gy[0, 0], n, y + vy * t)
+        rows = self.psf.pixel_profiles(self.gx[0, 0], n, x + vx * t, axis="x")
+        cols = self.psf.pixel_profiles(self.gy[0, 0], n, y + vy * t, axis="y")
         total = sum(frac * np.einsum("ty,yx,tx->", col, self.w, row) for (frac, row), (_, col) in zip(rows, cols))
         return flux * float(total) / t.size / self.norm
 

@@ -631,7 +631,7 @@ def _speed_normalisation(psf, n_diff, valid_k, background, read_noise, gain, v_m
     (``benchmarks/window_noise.py``); the fast search uses it.
     """
     core = PSFModel(psf.fwhm, wing_fraction=0.0)
-    prof = _core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1])))[0]  # the search's
+    prof = _core_profiles(psf, int(np.ceil(3.0 * psf.core_sigma)))[0]  # the search's
     speeds = np.concatenate([[0.0], np.geomspace(v_max / 200.0, v_max, 24)])
     values = []
     for v in speeds:
@@ -1164,7 +1164,7 @@ def matched_filter_search(diff, exclude, background, read_noise, gain, psf, v_ma
     rn, sky, gain = (_float32_map(a, (ny, nx)) for a in (read_noise, background, gain))
     median_rn, median_gain = float(np.median(rn)), float(np.median(gain))
     median_poisson = float(np.median(np.maximum(sky, 0) / gain))
-    sigma = psf.components[0][1]
+    sigma = psf.core_sigma
     prof = _core_profiles(psf, int(np.ceil(3.0 * sigma)))[0].astype(np.float32)
 
     # How much of the ideal data each starting point's footprint holds, relative

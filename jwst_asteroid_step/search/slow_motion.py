@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..measure.moving_psf import static_photometry
+from ..psf import PSFModel
 from .peaks import local_maxima
 
 __all__ = ["slow_motion_candidates", "slow_motion_statistic"]
@@ -78,10 +79,13 @@ def correlate_planes(planes, profile):
 
 
 def _core_profiles(psf, radius):
-    """The PSF core's pixel-integrated 1-D profile and its derivative at offsets -radius..radius."""
-    sigma = psf.components[0][1]
+    """The PSF core's pixel-integrated 1-D profile and its derivative at offsets -radius..radius.
+
+    The core is the Gaussian of the PSF's FWHM whatever the model: the search's templates.
+    """
+    core = PSFModel(psf.fwhm, wing_fraction=0.0)
     offsets = np.arange(-radius, radius + 1, dtype=float)
-    return psf._profile_1d(offsets, sigma), psf._profile_1d_derivative(offsets, sigma)
+    return core._profile_1d(offsets, core.core_sigma), core._profile_1d_derivative(offsets, core.core_sigma)
 
 
 #: Rows of the statistic's terms held at a time.
@@ -141,7 +145,7 @@ def slow_motion_statistic(z_t, info_t, psf, noise_scale=1.0):
         difference x px per group); the charge moves away from where the
         gradient points, ``a = -I^-1 H``.
     """
-    p, dp = (v.astype(np.float32) for v in _core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1]))))
+    p, dp = (v.astype(np.float32) for v in _core_profiles(psf, int(np.ceil(3.0 * psf.core_sigma))))
     z_t, info_t = np.asarray(z_t, dtype=np.float32), np.asarray(info_t, dtype=np.float32)
     ny, nx = z_t.shape
 

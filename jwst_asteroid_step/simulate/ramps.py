@@ -473,7 +473,7 @@ def simulate_ramp(
         including its small-ngroups rules and saturation back-off).
     poisson : bool
         Draw shot noise; ``False`` gives the expected charge exactly.
-    psf : PSFModel, optional
+    psf : PSFModel or SeparablePSF, optional
         Overrides the filter's PSF.
     start_mjd : float
         UTC MJD of the first read of integration 1.
@@ -739,9 +739,8 @@ def simulate_ramp(
             "n_showers": [len(t) for t in shower_tables],
             "flag_edges": bool(flag_edges),
             "poisson": bool(poisson),
+            "psf_model": psf.name,
             "psf_fwhm": float(psf.fwhm),
-            "psf_wing_fraction": float(psf.wing_fraction),
-            "psf_wing_scale": float(psf.wing_scale),
             "seed": seed if isinstance(seed, (int, np.integer)) else None,
             "stars": star_table,
             "cosmic_rays": cosmic_rays,

@@ -1,7 +1,4 @@
-"""The one PSF model of the package: a pixel-integrated MIRI imager PSF.
-
-The simulator renders sources with it and the detector fits sources with it, so a
-mismatch between the two is visible here and nowhere else.
+"""The analytic PSF model: a pixel-integrated sum of two circular Gaussians.
 
 The model is the sum of two concentric circular Gaussians: a core whose FWHM is the
 filter's measured FWHM (DESIGN.md §2) and a broad, faint wing standing in for the
@@ -14,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["FILTER_FWHM", "PSFModel", "psf_for_filter"]
+__all__ = ["FILTER_FWHM", "PSFModel"]
 
 #: Core FWHM in pixels of the MIRI imager PSF for each filter (DESIGN.md §2).
 FILTER_FWHM = {
@@ -67,6 +64,16 @@ class PSFModel:
         return comps
 
     @property
+    def core_sigma(self):
+        """Sigma (px) of the core Gaussian: sets box sizes and the search's templates."""
+        return self.fwhm * _FWHM_TO_SIGMA
+
+    @property
+    def name(self):
+        """What the model is, for the catalog's metadata."""
+        return f"double Gaussian (FWHM {self.fwhm:g} px, wing {self.wing_fraction:g} x {self.wing_scale:g})"
+
+    @property
     def radius(self):
         """Half-size in pixels of a box that holds > 99 % of the flux."""
         return int(np.ceil(max(s for _, s in self.components) * 2.6))
@@ -106,7 +113,7 @@ class PSFModel:
         c = 1.0 / (np.sqrt(2.0 * np.pi) * sigma)
         return c * (np.exp(-0.5 * ((offsets + 0.5) / sigma) ** 2) - np.exp(-0.5 * ((offsets - 0.5) / sigma) ** 2))
 
-    def pixel_profiles(self, first, n, pos, derivative=False):
+    def pixel_profiles(self, first, n, pos, derivative=False, axis="x"):
         """Each component's 1-D flux fractions in a row of ``n`` adjacent pixels.
 
         Separability makes a box's pixel fractions the outer product of a row
@@ -124,6 +131,8 @@ class PSFModel:
         derivative : bool
             Also return each profile's derivative with respect to the pixel
             offset (pixel centre minus source).
+        axis : {"x", "y"}
+            The profile's axis; the components are circular, so both are the same.
 
         Returns
         -------
@@ -172,33 +181,3 @@ class PSFModel:
             term *= frac / n_sub
             out = term if out is None else out + term
         return out
-
-
-def psf_for_filter(filter_name, fwhm=None):
-    """Return the PSF model for a MIRI imager filter.
-
-    Parameters
-    ----------
-    filter_name : str or None
-        Filter name as in ``meta.instrument.filter`` (e.g. ``"F770W"``).
-    fwhm : float, optional
-        Explicit core FWHM in pixels; overrides the filter table.
-
-    Returns
-    -------
-    PSFModel
-
-    Raises
-    ------
-    ValueError
-        If no FWHM is given and the filter is not a MIRI imager filter.
-    """
-    if fwhm is not None:
-        return PSFModel(float(fwhm))
-    key = (filter_name or "").upper()
-    if key not in FILTER_FWHM:
-        raise ValueError(
-            f"No PSF width is known for filter {filter_name!r}; expected one of "
-            f"{sorted(FILTER_FWHM)} or an explicit psf_fwhm."
-        )
-    return PSFModel(FILTER_FWHM[key])
