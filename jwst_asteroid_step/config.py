@@ -84,6 +84,14 @@ class DetectionConfig:
     drift_threshold : float
         Spread of the per-pixel drift statistic (1 under the noise model) above
         which ``trend_order="auto"`` profiles a drift.
+    residual_flux_ratio : float
+        A detection with at most this fraction of a brighter detection's flux,
+        within ``residual_radius_fwhm`` of its track, is taken for the light that
+        the brighter one's PSF model leaves unexplained, and dropped (0 keeps every
+        detection).  A model that misses 5-20 % of a bright source's light leaves
+        residuals that the search and the fit measure as faint movers beside it.
+    residual_radius_fwhm : float
+        Reach, in PSF FWHMs, of a bright detection's unexplained light.
     search_backend : {"cpu", "cupy"}
         Where the matched-filter scan runs: the numba kernel, or CuPy on a CUDA
         GPU (:mod:`~jwst_asteroid_step.search.backends`); without one,
@@ -113,6 +121,8 @@ class DetectionConfig:
     multi_int: bool = True
     trend_order: int | str = "auto"
     drift_threshold: float = 1.1
+    residual_flux_ratio: float = 0.15
+    residual_radius_fwhm: float = 4.0
     search_backend: str = "cpu"
 
     def __post_init__(self):
@@ -128,6 +138,9 @@ class DetectionConfig:
             raise ValueError(f"trend_order must be 0, 1, 2 or 'auto', got {self.trend_order!r}")
         if self.search_backend not in BACKENDS:
             raise ValueError(f"search_backend must be one of {BACKENDS}, got {self.search_backend!r}")
+        if not 0 <= self.residual_flux_ratio <= 1 or not self.residual_radius_fwhm >= 0:
+            raise ValueError("residual_flux_ratio must be in [0, 1] and residual_radius_fwhm >= 0, got "
+                             f"{self.residual_flux_ratio!r}, {self.residual_radius_fwhm!r}")
         if not 0 < self.grid_loss < 0.5:
             raise ValueError(f"grid_loss must be in (0, 0.5), got {self.grid_loss!r}")
         for name in ("min_groups", "link_groups", "shower_min_pixels", "max_candidates",

@@ -72,6 +72,8 @@ class AsteroidDetectStep(Step):
         multi_int = boolean(default=True)  # With 3+ integrations, also follow movers too slow to show within one (method multi-int)
         trend_order = option('auto', '0', '1', '2', default='auto')  # Per-pixel rate trends profiled out (0 constant, 1 drift, 2 curvature; auto: a drift only where the ramp's drifts exceed the noise)
         drift_threshold = float(default=1.1, min=1.0)  # Drift spread (1 = noise model) above which trend_order=auto profiles a drift
+        residual_flux_ratio = float(default=0.15, min=0, max=1)  # A detection with at most this fraction of a brighter one's flux, within residual_radius_fwhm of its track, is that one's unmodelled light and is dropped (0 keeps all)
+        residual_radius_fwhm = float(default=4.0, min=0)  # Reach (PSF FWHMs) of a bright detection's unmodelled light
         search_backend = option('cpu', 'cupy', default='cpu')  # Where the search's scan runs: cpu (numba) or cupy (a CUDA GPU; the CPU, with a note, when none is available)
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px) of the gaussian model; default from the filter
         psf_model = option('gaussian', 'instrument', default='gaussian')  # PSF of the search, the fit and the photometry: two Gaussians, or the PSF computed from JWST's optics for the filter (docs: the PSF page)

@@ -149,3 +149,20 @@ def test_step_memory_reports_one_call_in_cubes(capsys):
     assert step_memory.main(["--ngroups", "10", "--subarray", "SUB64"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("10 groups: +") and "cubes of" in out
+
+
+@pytest.mark.parametrize("beta", [2.0, 4.0])
+def test_psf_families_moffat_has_its_fwhm_and_its_light(beta):
+    """The bench's Moffat family: the asked-for FWHM, broadened a little by the pixel, and the
+    light a 49-px grid holds of a profile normalised to infinity (between the inscribed and
+    the circumscribed circles)."""
+    from benchmarks.psf_families import moffat_psf
+
+    psf = moffat_psf(2.45, beta)
+    assert 2.45 < psf.fwhm < 2.9
+    alpha = 2.45 / (2 * np.sqrt(2 ** (1 / beta) - 1))
+
+    def ee(r):
+        return 1 - (1 + r**2 / alpha**2) ** (1 - beta)
+
+    assert ee(24.5) < psf.enclosed < ee(24.5 * np.sqrt(2))

@@ -181,3 +181,54 @@ def test_shipped_grids_are_what_make_grids_computes(tmp_path):
         fresh = fits.getdata(tmp_path / shipped_file(name).name)
         shipped = fits.getdata(shipped_file(name))
         np.testing.assert_allclose(fresh, shipped, rtol=0, atol=1e-3 * shipped.max())
+
+
+def test_faint_detections_on_a_brighter_ones_path_are_its_residual_light():
+    """_drop_residual_light keeps real neighbours: brighter than the ratio, or off the path."""
+    from types import SimpleNamespace
+
+    from jwst_asteroid_step.detect import _drop_residual_light
+
+    def fit(x, y, vx, vy, flux):
+        return SimpleNamespace(x=x, y=y, vx=vx, vy=vy, flux=flux, t_ref=10.0)
+
+    bright = fit(100.0, 100.0, 1.0, 0.0, 2000.0)  # path x = 90..110 over 20 s
+    ghost = fit(108.0, 103.0, 0.2, 0.5, 120.0)  # 6 % of the flux, 3 px off the path
+    neighbour = fit(104.0, 102.0, 0.0, 1.0, 600.0)  # 30 %: a real object
+    far = fit(100.0, 120.0, 1.0, 0.0, 100.0)  # 20 px away
+    kept = [(f, "search") for f in (ghost, bright, neighbour, far)]
+    out = [f for f, _ in _drop_residual_light(kept, 20.0, 2.45, 0.15, 4.0)]
+    assert ghost not in out and {id(f) for f in out} == {id(bright), id(neighbour), id(far)}
+    assert len(_drop_residual_light(kept, 20.0, 2.45, 0.0, 4.0)) == 4  # 0 keeps everything
+
+
+@pytest.mark.slow
+def test_unexplained_light_of_bright_movers_is_not_reported(offline_refs):
+    """Bench ramp (benchmarks/psf_families.py: instrument PSF, F770W, ramp 0) fitted with the
+    default two-Gaussian model: what the model misses of the brightest mover came back as
+    three faint movers beside it; with the residual-light rule, none."""
+    from dataclasses import replace
+
+    from benchmarks import psf_families as pf
+    from benchmarks.recovery import match
+    from jwst_asteroid_step.config import DetectionConfig
+    from jwst_asteroid_step.detect import find_movers
+    from jwst_asteroid_step.simulate.metadata import group_time_for
+
+    gt, ngroups = group_time_for("SUB256"), pf.FILTERS["F770W"]
+    seed = pf.BASE_SEED + 1000 * pf.FAMILIES.index("instrument")
+    psf = pf.render_psf("instrument", "F770W", 0)
+    movers = pf._movers(np.random.default_rng(seed), psf, "F770W", ngroups, gt)
+    ramp, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, filter="F770W", movers=movers, stars=5,
+                                psf=psf, bad_pixels="cdp7", read_noise_cds=7.0, gain=4.0, seed=seed)
+    jump, *_ = run_jump_and_ramp_fit(ramp, offline_refs)
+    model = pf.detector_psf("gaussian", "F770W")
+    found = {}
+    for ratio in (0.0, DetectionConfig().residual_flux_ratio):
+        det, counts = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, model, 7.0, 4.0,
+                                  replace(DetectionConfig(), residual_flux_ratio=ratio))
+        truth_det, _, status = match(det, truth, 2.0)
+        found[ratio] = (int(np.sum(truth_det >= 0)), int(np.sum(status != "match")), counts["n_residual_light"])
+    assert found[0.0][0] == found[0.15][0] == len(truth)
+    assert found[0.0][1] >= 2  # unexplained light reported as movers
+    assert found[0.15][1] == 0 and found[0.15][2] == found[0.0][1]
