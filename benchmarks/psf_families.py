@@ -19,8 +19,10 @@ Detector models: ``gaussian`` (the default) and ``instrument``.
 Columns: movers found (bench match: ``max(2 px, FWHM)`` and speed within 30 %); at truth
 yardstick SNR >= 20 the median flux ratio minus one, the robust width (1.4826 MAD) of the
 flux pulls, the median position error and the median relative speed error; ``ghosts``,
-detections matching no truth within 3 FWHM of the track of a brighter mover (per 100 movers
-of yardstick SNR >= 50); ``false``, other detections matching no truth.
+detections matching no truth within 3 FWHM of the track of a brighter mover that was found
+(per 100 movers of yardstick SNR >= 50); ``wrong velocity``, a mover that was not found,
+detected at its place with its speed off by more than 30 %; ``false``, other detections
+matching no truth.
 """
 
 import argparse
@@ -148,15 +150,21 @@ def _score(family, filter_name, model, index, det, truth, fwhm, seconds):
             row["dspeed"] = float(np.hypot(d["vx"], d["vy"]) / np.hypot(t["vx"], t["vy"]) - 1)
         rows.append(row)
     unmatched = [i for i, s in enumerate(status) if s in ("false", "on_track", "position_only")]
-    ghosts = false = 0
+    ghosts = wrong_velocity = false = 0
     if unmatched:
         x = np.asarray(det["x"], dtype=float)[unmatched, None]
         y = np.asarray(det["y"], dtype=float)[unmatched, None]
         near = _track_distance(x, y, truth) <= 3 * fwhm
         brighter = np.asarray(truth["flux"], dtype=float)[None, :] > np.asarray(det["flux"], dtype=float)[unmatched, None]
-        is_ghost = np.any(near & brighter, axis=1)
-        ghosts, false = int(is_ghost.sum()), int((~is_ghost).sum())
-    return {"movers": rows, "ghosts": ghosts, "false": false,
+        found = (truth_det >= 0)[None, :]
+        # Beside a mover that was found: light its model left.  At a mover that was not
+        # found, in its place: that mover measured with the wrong velocity.
+        is_ghost = np.any(near & brighter & found, axis=1)
+        is_wrong = ~is_ghost & (status[unmatched] == "position_only")
+        is_ghost |= ~is_wrong & np.any(near & brighter, axis=1)
+        ghosts, wrong_velocity = int(is_ghost.sum()), int(is_wrong.sum())
+        false = len(unmatched) - ghosts - wrong_velocity
+    return {"movers": rows, "ghosts": ghosts, "wrong_velocity": wrong_velocity, "false": false,
             "bright": int(np.sum(np.asarray(truth["snr"]) >= 50)), "seconds": seconds,
             "family": family, "filter": filter_name, "model": model}
 
@@ -183,6 +191,7 @@ def summarise(results):
             "speed": float(np.median(np.abs(movers["dspeed"][good]))) if good.any() else np.nan,
             "ghosts per 100 bright": 100.0 * sum(r["ghosts"] for r in rs) / max(bright, 1),
             "ghosts": sum(r["ghosts"] for r in rs), "bright": bright,
+            "wrong velocity": sum(r["wrong_velocity"] for r in rs),
             "false": sum(r["false"] for r in rs),
             "seconds": sum(r["seconds"] for r in rs),
         })
@@ -196,13 +205,14 @@ def markdown(table, ramps):
              f"{SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g} px/group, 5 stars, L2 cosmic rays, CDP7 bad pixels. "
              "Flux, position and speed at yardstick SNR >= 20.")
     header = ("| rendered with | filter | detector model | found | flux bias | flux pull width | "
-              "position (px) | speed | ghosts / 100 bright (n) | false | find_movers (s) |")
-    lines = [intro, "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "position (px) | speed | ghosts / 100 bright (n) | wrong velocity | false | find_movers (s) |")
+    lines = [intro, "", header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(
             f"| {r['family']} | {r['filter']} | {r['model']} | {r['found']} | {r['flux bias']:+.1%} | "
             f"{r['flux pull width']:.2f} | {r['position (px)']:.3f} | {r['speed']:.1%} | "
-            f"{r['ghosts per 100 bright']:.0f} ({r['ghosts']}/{r['bright']}) | {r['false']} | {r['seconds']:.0f} |")
+            f"{r['ghosts per 100 bright']:.0f} ({r['ghosts']}/{r['bright']}) | {r['wrong velocity']} | "
+            f"{r['false']} | {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
