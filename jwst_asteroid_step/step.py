@@ -176,7 +176,10 @@ class AsteroidDetectStep(Step):
         _check_searchable(model, self.min_ngroups, self.allow_moving_target)
         group_time = float(model.meta.exposure.group_time)
         if self.psf_file:
-            psf = read_psf_file(self.psf_file)  # the user's own file: an error, not a skip
+            try:  # the user's own file: an error, not a skip
+                psf = read_psf_file(self.psf_file)
+            except OSError as err:
+                raise InputFileError(str(err)) from err
         else:
             try:
                 psf = psf_for_filter(model.meta.instrument.filter, self.psf_fwhm, self.psf_model)

@@ -123,7 +123,7 @@ def test_read_psf_file_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(ValueError, match="OVERSAMP"):
         read_psf_file(tmp_path / "no_oversamp.fits")
     (tmp_path / "junk.fits").write_text("not a FITS file")
-    with pytest.raises(ValueError, match="junk.fits"):
+    with pytest.raises(OSError, match="junk.fits"):
         read_psf_file(tmp_path / "junk.fits")
 
 
@@ -166,9 +166,11 @@ def test_fluxes_on_a_psf_the_default_model_does_not_assume(instrument_rendered, 
 
 
 def test_unreadable_psf_file_is_an_error_not_a_skip(bright_mover_products, offline_refs, tmp_path):
+    from jwst_asteroid_step.step import InputFileError
+
     bad = tmp_path / "psf.fits"
     bad.write_text("nothing")
-    with pytest.raises(ValueError, match="cannot read the PSF file"):
+    with pytest.raises(InputFileError, match="cannot read the PSF file"):
         AsteroidDetectStep.call(bright_mover_products["jump"], psf_file=str(bad), **offline_refs.step_overrides())
 
 

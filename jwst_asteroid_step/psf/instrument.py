@@ -68,6 +68,8 @@ def read_psf_file(path):
 
     Raises
     ------
+    OSError
+        If the file cannot be read as FITS.
     ValueError
         If the file holds none of the forms, or no oversampling factor.
     """
@@ -77,7 +79,7 @@ def read_psf_file(path):
     try:
         hdus = fits.open(path)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read the PSF file {path}: {err}") from err
+        raise OSError(f"cannot read the PSF file {path}: {err}") from err
     with hdus:
         names = [h.name for h in hdus]
         if "OVERDIST" in names or ("OVERSAMP" in names and "DET_SAMP" in hdus[0].header):
