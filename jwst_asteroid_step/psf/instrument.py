@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .separable import SeparablePSF
+from .separable import SeparablePSF, pixel_integrate
 
 __all__ = ["DATA_DIR", "instrument_psf", "read_psf_file"]
 
@@ -85,7 +85,7 @@ def read_psf_file(path):
         if "OVERDIST" in names or ("OVERSAMP" in names and "DET_SAMP" in hdus[0].header):
             hdu = hdus["OVERDIST" if "OVERDIST" in names else "OVERSAMP"]
             oversample = int(hdu.header.get("DET_SAMP") or hdus[0].header["DET_SAMP"])
-            image = _pixel_integrate(np.asarray(hdu.data, dtype=float), oversample)
+            image = pixel_integrate(np.asarray(hdu.data, dtype=float), oversample)
             kind = "stpsf calc_psf"
         else:
             hdu = next((h for h in hdus if h.data is not None and h.data.ndim in (2, 3)), None)
@@ -101,12 +101,6 @@ def read_psf_file(path):
                 kind = "GriddedPSFModel"
     image = _odd_centred(image)
     return SeparablePSF(image, int(oversample), name=f"{kind} from {path.name}")
-
-
-def _pixel_integrate(image, oversample):
-    from scipy.ndimage import uniform_filter
-
-    return uniform_filter(image, size=oversample, mode="constant") * oversample**2
 
 
 def _nearest_to_centre(header, n):

@@ -38,6 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .separable import pixel_integrate
+
+__all__ = ["add_cruciform", "effective_psf", "main", "optical_psf", "write_grid"]
+
 #: Top-hat bands (centre, width) in µm of the MIRI imager filters (JWST user documentation).
 BANDS = {
     "F560W": (5.6, 1.2),
@@ -122,22 +126,14 @@ def add_cruciform(psf, filter_name, oversample=OVERSAMP):
                * (r > CRUCIFORM_INNER_PX))
     # The kernel is per detector pixel; the PSF is per sample, oversample**2 of them a pixel.
     scattered = fftconvolve(psf, kernel, mode="same") / oversample**2
-    total_before = psf.sum()
-    out = psf + scattered
-    return out * total_before / (total_before + kernel.sum() / oversample**2 * total_before)
-
-
-def pixel_integrate(psf, oversample=OVERSAMP):
-    """Integrate over a detector pixel: each sample becomes the flux of a pixel centred there."""
-    from scipy.ndimage import uniform_filter
-
-    return uniform_filter(psf, size=oversample, mode="constant") * oversample**2
+    # A unit source scatters kernel.sum() / oversample**2 of its light; the total stays the same.
+    return (psf + scattered) / (1.0 + kernel.sum() / oversample**2)
 
 
 def effective_psf(filter_name):
     """The shipped ePSF of one filter and the fraction of the total flux its grid holds."""
     psf = add_cruciform(optical_psf(filter_name), filter_name)
-    epsf = pixel_integrate(psf)
+    epsf = pixel_integrate(psf, OVERSAMP)
     # An odd number of samples, the source on the central one.
     yy, xx = np.indices(epsf.shape)
     cy, cx = (np.sum(epsf * yy) / epsf.sum(), np.sum(epsf * xx) / epsf.sum())
