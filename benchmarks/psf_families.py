@@ -12,9 +12,17 @@ Families (what the sky is rendered with):
 - ``instrument``: the PSF computed from JWST's optics with the cruciform
   (:func:`jwst_asteroid_step.psf.instrument_psf`);
 - ``moffat``: circular Moffat profiles, beta 2 and 4 alternating by ramp, at the flight FWHM;
-- ``fwhm+10%``, ``fwhm-10%``: the default model with its FWHM off by 10 %.
+- ``fwhm+10%``, ``fwhm-10%``: the default model with its FWHM off by 10 %;
+- ``brighter-fatter``: the computed PSF, broadened for bright sources as charge spreads
+  in a full pixel: the FWHM grows by ``BFE_GROWTH`` (10 %) at 40 000 DN in the brightest pixel,
+  in proportion to its charge (an assumption of the bench, of the size Argyriou et al. 2023
+  report for MIRI). Movers, whose charge spreads along their track, stay nominal; the bright
+  stars the refinement learns from are 2.5-5 % broader.
 
-Detector models: ``gaussian`` (the default) and ``instrument``.
+Detector models: ``gaussian`` (the default), ``instrument``, and ``refined``: the instrument
+model refined from the ramp's own stars (``psf_refine=True``,
+:func:`jwst_asteroid_step.psf.refine.refine_psf`). Each ramp holds three bright isolated stars
+for it (peak 10 000-20 000 DN over the ramp) besides five faint random ones.
 
 Columns: movers found (bench match: ``max(2 px, FWHM)`` and speed within 30 %); at truth
 yardstick SNR >= 20 the median flux ratio minus one, the robust width (1.4826 MAD) of the
@@ -32,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
+from scipy.ndimage import gaussian_filter
 
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
@@ -41,17 +50,22 @@ from jwst_asteroid_step.offline import (
     run_jump_and_ramp_fit,
 )
 from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
-from jwst_asteroid_step.simulate import Mover, simulate_ramp, snr_to_flux
+from jwst_asteroid_step.psf.refine import rate_halves, refine_psf
+from jwst_asteroid_step.simulate import Mover, Star, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
+from jwst_asteroid_step.simulate.scene import default_background, render_stars
 
 from .recovery import GAIN, READ_NOISE, _track_distance, match
 
-FAMILIES = ("gaussian", "instrument", "moffat", "fwhm+10%", "fwhm-10%")
-MODELS = ("gaussian", "instrument")
+FAMILIES = ("gaussian", "instrument", "moffat", "fwhm+10%", "fwhm-10%", "brighter-fatter")
+MODELS = ("gaussian", "instrument", "refined")
 FILTERS = {"F770W": 60, "F2100W": 40}  # filter: ngroups
 N_MOVERS = 6
 SNR_RANGE = (15.0, 150.0)
 SPEED_RANGE = (0.05, 0.45)  # px/group, within the default search
+BRIGHT_STARS = ((48.0, 48.0), (208.0, 208.0), (48.0, 208.0))  # isolated, for the refinement
+STAR_PEAK_DN = (10000.0, 20000.0)  # their brightest pixel's charge over the ramp
+BFE_GROWTH = 0.10  # brighter-fatter family: FWHM growth at 40 000 DN in the brightest pixel
 BASE_SEED = 23000
 
 
@@ -77,7 +91,7 @@ def render_psf(family, filter_name, ramp_index):
     fwhm = FILTER_FWHM[filter_name]
     if family == "gaussian":
         return PSFModel(fwhm)
-    if family == "instrument":
+    if family in ("instrument", "brighter-fatter"):
         return instrument_psf(filter_name)
     if family == "moffat":
         return moffat_psf(fwhm, 2.0 if ramp_index % 2 == 0 else 4.0)
@@ -86,9 +100,47 @@ def render_psf(family, filter_name, ramp_index):
     raise ValueError(f"unknown family {family!r}")
 
 
-def detector_psf(model, filter_name):
-    """The PSF the detector assumes."""
-    return PSFModel(FILTER_FWHM[filter_name]) if model == "gaussian" else instrument_psf(filter_name)
+def detector_psf(model, filter_name, halves=None):
+    """The PSF the detector assumes; ``refined`` needs the ramp's :func:`rate_halves`."""
+    if model == "gaussian":
+        return PSFModel(FILTER_FWHM[filter_name]), None
+    if model == "instrument":
+        return instrument_psf(filter_name), None
+    return refine_psf(instrument_psf(filter_name), halves)
+
+
+def broadened(psf, growth):
+    """A PSF grid convolved with the Gaussian that widens its FWHM by ``growth``."""
+    sigma = psf.fwhm * np.sqrt((1.0 + growth) ** 2 - 1.0) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    grid = gaussian_filter(psf.grid, sigma * psf.oversample, mode="constant")
+    return SeparablePSF(grid, psf.oversample, name=f"{psf.name} broadened {growth:.1%}")
+
+
+def bright_star_image(family, psf, rng, ramp_seconds, shape=(256, 256)):
+    """Count rate (DN/s) of the isolated stars the refinement uses, peaks in :data:`STAR_PEAK_DN`."""
+    image = np.zeros(shape)
+    peak = float(psf.pixel_fraction(0.0, 0.0))
+    for x, y in BRIGHT_STARS:
+        peak_dn = rng.uniform(*STAR_PEAK_DN)
+        star = Star(x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5), peak_dn / (peak * ramp_seconds))
+        own = broadened(psf, BFE_GROWTH * peak_dn / 40000.0) if family == "brighter-fatter" else psf
+        image += render_stars([star], shape, own)
+    return image
+
+
+def bench_ramp(family, filter_name, index):
+    """One bench ramp of a family: ramp, truth and the PSF its movers were rendered with."""
+    ngroups = FILTERS[filter_name]
+    gt = group_time_for("SUB256")
+    seed = BASE_SEED + 1000 * FAMILIES.index(family) + 100 * list(FILTERS).index(filter_name) + index
+    rng = np.random.default_rng(seed)
+    psf = render_psf(family, filter_name, index)
+    movers = _movers(rng, psf, filter_name, ngroups, gt)
+    sky = default_background(filter_name) + bright_star_image(family, psf, rng, ngroups * gt)
+    ramp, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, filter=filter_name, movers=movers,
+                                stars=5, background=sky, psf=psf, bad_pixels="cdp7", read_noise_cds=READ_NOISE,
+                                gain=GAIN, seed=seed)
+    return ramp, truth, psf
 
 
 def _movers(rng, psf, filter_name, ngroups, gt):
@@ -97,7 +149,8 @@ def _movers(rng, psf, filter_name, ngroups, gt):
     t_ref = 0.5 * (ngroups - 1) * gt
     while len(movers) < N_MOVERS:
         x, y = rng.uniform(40, 216, 2)
-        if any(np.hypot(x - a, y - b) < 40 for a, b in placed):
+        if any(np.hypot(x - a, y - b) < 40 for a, b in placed) or any(
+                np.hypot(x - a, y - b) < 60 for a, b in BRIGHT_STARS):
             continue
         placed.append((x, y))
         speed = rng.uniform(*SPEED_RANGE) / gt
@@ -112,23 +165,19 @@ def _movers(rng, psf, filter_name, ngroups, gt):
 
 def run_ramp(family, filter_name, index, refs):
     """Simulate one ramp, run jump + ramp_fit and every detector model; rows of results."""
-    ngroups = FILTERS[filter_name]
     gt = group_time_for("SUB256")
-    seed = BASE_SEED + 1000 * FAMILIES.index(family) + 100 * list(FILTERS).index(filter_name) + index
-    rng = np.random.default_rng(seed)
-    psf = render_psf(family, filter_name, index)
-    movers = _movers(rng, psf, filter_name, ngroups, gt)
-    ramp, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, filter=filter_name, movers=movers,
-                                stars=5, psf=psf, bad_pixels="cdp7", read_noise_cds=READ_NOISE, gain=GAIN,
-                                seed=seed)
+    ramp, truth, psf = bench_ramp(family, filter_name, index)
     jump, *_ = run_jump_and_ramp_fit(ramp, refs)
     out = []
     for model in MODELS:
         t0 = time.perf_counter()
-        det, _ = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, detector_psf(model, filter_name),
+        halves = rate_halves(jump.data, jump.groupdq, jump.pixeldq) if model == "refined" else None
+        detector, refinement = detector_psf(model, filter_name, halves)
+        det, _ = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, detector,
                              READ_NOISE, GAIN, DetectionConfig())
         seconds = time.perf_counter() - t0
         out.append(_score(family, filter_name, model, index, det, truth, psf.fwhm, seconds))
+        out[-1]["stars"] = refinement.n_stars if refinement and refinement.refined else 0
     return out
 
 
@@ -194,6 +243,7 @@ def summarise(results):
             "wrong velocity": sum(r["wrong_velocity"] for r in rs),
             "false": sum(r["false"] for r in rs),
             "seconds": sum(r["seconds"] for r in rs),
+            "stars": sum(r.get("stars", 0) for r in rs),
         })
     return table
 
@@ -202,17 +252,18 @@ def markdown(table, ramps):
     """The summary as a Markdown table."""
     intro = (f"{ramps} SUB256 ramps per family and filter (F770W 60 groups, F2100W 40 groups), "
              f"{N_MOVERS} movers each at yardstick SNR {SNR_RANGE[0]:g}-{SNR_RANGE[1]:g}, "
-             f"{SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g} px/group, 5 stars, L2 cosmic rays, CDP7 bad pixels. "
+             f"{SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g} px/group, 3 bright isolated stars and 5 faint ones, "
+             "L2 cosmic rays, CDP7 bad pixels. "
              "Flux, position and speed at yardstick SNR >= 20.")
     header = ("| rendered with | filter | detector model | found | flux bias | flux pull width | "
-              "position (px) | speed | ghosts / 100 bright (n) | wrong velocity | false | find_movers (s) |")
-    lines = [intro, "", header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "position (px) | speed | ghosts / 100 bright (n) | wrong velocity | false | find_movers (s) | refinement stars |")
+    lines = [intro, "", header, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(
             f"| {r['family']} | {r['filter']} | {r['model']} | {r['found']} | {r['flux bias']:+.1%} | "
             f"{r['flux pull width']:.2f} | {r['position (px)']:.3f} | {r['speed']:.1%} | "
             f"{r['ghosts per 100 bright']:.0f} ({r['ghosts']}/{r['bright']}) | {r['wrong velocity']} | "
-            f"{r['false']} | {r['seconds']:.0f} |")
+            f"{r['false']} | {r['seconds']:.0f} | {r['stars'] if r['model'] == 'refined' else ''} |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ from .crds_pars import shipped_config
 from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
 from .psf import psf_for_filter, read_psf_file
+from .psf.refine import rate_halves, refine_psf
 from .ramp.segments import check_fitopt
 from .ramp.systematics import SAMPLE_SEED
 from .ramp.usable import MAX_ABS_DN, usable_groupdq
@@ -78,6 +79,7 @@ class AsteroidDetectStep(Step):
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px) of the gaussian model; default from the filter
         psf_model = option('gaussian', 'instrument', default='gaussian')  # PSF of the search, the fit and the photometry: two Gaussians, or the PSF computed from JWST's optics for the filter (docs: the PSF page)
         psf_file = string(default=None)  # A PSF FITS file (an ePSF with OVERSAMP, a photutils GriddedPSFModel, or stpsf calc_psf output); overrides psf_model
+        psf_refine = boolean(default=False)  # Replace the PSF by an ePSF of the exposure's bright, isolated, unsaturated stars (photutils), its wing beyond 24 px from the model; the model stays when there is none
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
         allow_moving_target = boolean(default=False)  # Search exposures that track a moving target (stars then trail and are reported)
         max_jump_fraction = float(default=0.01, min=0, max=1)  # Above this JUMP_DET fraction (a shower storm) an integration is searched without its flags
@@ -150,6 +152,7 @@ class AsteroidDetectStep(Step):
             catalog.meta.filename = _output_name(model.meta.filename)
             catalog.catalog = empty_catalog(0)
             self._notes = []
+            self._psf_refinement = "not asked (psf_refine=False)"
             try:
                 detections, counts, psf, fitopt_name, products = self._search(model, fitopt)
             except SkipExposure as reason:
@@ -196,6 +199,11 @@ class AsteroidDetectStep(Step):
                     raise ValueError(f"{fitopt_name} does not match {_name(model)}: {err}") from err
         gain, read_noise = self._noise_arrays(model)
         groupdq, storm_counts = self._usable_groupdq(model)
+        if self.psf_refine:
+            prior_name = psf.name
+            psf, refinement = refine_psf(psf, rate_halves(model.data, groupdq, model.pixeldq))
+            self._psf_refinement = refinement.describe(prior_name)
+            log.info("PSF refinement: %s", self._psf_refinement)
         config = DetectionConfig.from_mapping(self.get_pars())
         if config.search_backend != "cpu" and (reason := gpu_unavailable_reason()):
             self._note(f"search_backend={config.search_backend!r}: {reason}; the search ran on the CPU")
@@ -331,6 +339,7 @@ class AsteroidDetectStep(Step):
         if psf is not None:
             meta.asteroid_detect.psf_fwhm = float(psf.fwhm)
             meta.asteroid_detect.psf_model = psf.name
+        meta.asteroid_detect.psf_refinement = self._psf_refinement
         meta.asteroid_detect.notes = notes
         return catalog
 

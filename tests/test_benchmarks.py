@@ -166,3 +166,30 @@ def test_psf_families_moffat_has_its_fwhm_and_its_light(beta):
         return 1 - (1 + r**2 / alpha**2) ** (1 - beta)
 
     assert ee(24.5) < psf.enclosed < ee(24.5 * np.sqrt(2))
+
+
+def test_psf_families_brighter_fatter_broadens_and_keeps_the_light():
+    from benchmarks.psf_families import broadened
+    from jwst_asteroid_step.psf import instrument_psf
+
+    psf = instrument_psf("F770W")
+    wider = broadened(psf, 0.2)
+    assert wider.fwhm / psf.fwhm - 1 == pytest.approx(0.2, abs=0.03)
+    assert wider.enclosed == pytest.approx(psf.enclosed, rel=0.01)
+
+
+def test_crowded_scene_holds_galaxies_saturating_stars_and_movers_crossing_stars():
+    """The crowded bench's sky: Sérsic galaxies with their flux, stars bright enough to
+    saturate in 50 FULL groups, and the first movers on bright stars."""
+    from benchmarks import crowded
+    from jwst_asteroid_step.psf import instrument_psf
+    from jwst_asteroid_step.simulate.metadata import group_time_for
+
+    one = crowded.galaxy_image(np.random.default_rng(1), instrument_psf("F770W"), 1)
+    assert crowded.GALAXY_FLUX[0] * 0.95 < one.sum() < crowded.GALAXY_FLUX[1]
+    sky, movers, psf = crowded.scene(0)
+    ramp_charge = (sky.max() - 0) * crowded.NGROUPS * group_time_for("FULL")
+    assert ramp_charge > 40000  # the brightest stars saturate
+    for m in movers[:crowded.N_CROSSING]:
+        assert sky[round(m.y0), round(m.x0)] > 5 * float(np.median(sky))
+    assert crowded.upper_limit(0) / 12 < 0.2

@@ -44,9 +44,12 @@ class SeparablePSF:
         Largest relative Frobenius norm of the grid left out of the separable terms.
     name : str
         What the PSF is (recorded in the catalog's metadata).
+    max_rank : int, optional
+        Most separable terms kept: a grid built from noisy data needs many terms to
+        reproduce its noise, which no fit needs.
     """
 
-    def __init__(self, epsf, oversample, tolerance=5e-3, name="ePSF"):
+    def __init__(self, epsf, oversample, tolerance=5e-3, name="ePSF", max_rank=None):
         epsf = np.asarray(epsf, dtype=float)
         n = epsf.shape[0]
         if epsf.ndim != 2 or epsf.shape[1] != n or n % 2 == 0 or n < 3 * oversample:
@@ -59,6 +62,8 @@ class SeparablePSF:
         u, s, vt = np.linalg.svd(epsf)
         left = np.sqrt(np.maximum(np.cumsum((s**2)[::-1])[::-1], 0.0)) / np.sqrt(np.sum(s**2))
         rank = int(np.argmax(np.append(left[1:], 0.0) <= tolerance)) + 1
+        if max_rank is not None:
+            rank = min(rank, int(max_rank))
         self.rank = rank
         self.offsets = (np.arange(n) - (n - 1) / 2) / self.oversample
         self.half_extent = float(self.offsets[-1])

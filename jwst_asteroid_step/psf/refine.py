@@ -1,0 +1,336 @@
+"""The PSF refined from the exposure itself: an effective PSF built from its stars.
+
+The model PSF (two Gaussians, or the computed instrument PSF) is what the telescope should
+deliver; the exposure shows what it did deliver. Bright, isolated, unsaturated, static point
+sources in the ramp's rate image are stacked into an effective PSF (photutils'
+:class:`~photutils.psf.EPSFBuilder`, Anderson & King 2000) over a box of ``box_half`` pixels.
+
+A box cannot hold the light that falls beyond it, and fluxes are totals to infinity. The
+box is wide (``BOX_HALF`` = 24 px, as wide as the computed PSFs' grids) so that little light is
+beyond it, and that little is the model's light beyond the box scaled by the ratio of the
+stars' level to the model's in the box's outer ring: a PSF with fainter outer wings than the
+model's has proportionally less light beyond the box. The wing is too faint for a local sky
+ring beside each star; the sky is the rate image's median, which the stars must stand on.
+The ePSF is scaled so that its samples are fractions of the total, as every PSF of the
+package is.
+
+Every step here is plain numpy and photutils; nothing imports stpipe.
+"""
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..ramp.differences import IntegrationDifferences
+from .separable import SeparablePSF
+
+__all__ = ["PSFRefinement", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf", "stars_epsf"]
+
+log = logging.getLogger(__name__)
+
+#: Most separable terms of a refined PSF (the computed ones need 7 to 9).
+MAX_RANK = 12
+
+#: Half-size (px) of the box the stars fill.
+BOX_HALF = 24
+
+#: Largest :func:`model_misfit` at which the model is kept.
+MAX_MISFIT = 2.0
+
+
+@dataclass
+class PSFRefinement:
+    """What the refinement did, for the catalog's metadata.
+
+    Attributes
+    ----------
+    refined : bool
+        Whether the returned PSF is the one built from the exposure.
+    n_stars : int
+        Stars stacked.
+    box_half : int
+        Half-size (px) of the box the stars fill.
+    misfit : float
+        How much worse than the noise the model fits the stars (:func:`model_misfit`).
+    box_fraction : float
+        Fraction of a source's total flux in the box (the rest from the scaled model wing).
+    wing_ratio : float
+        The stars' level in the box's outer ring over the model's (1: the model's wing).
+    reason : str
+        Why the model was kept, when it was.
+    """
+
+    refined: bool
+    n_stars: int = 0
+    box_half: int = 0
+    misfit: float = np.nan
+    box_fraction: float = np.nan
+    wing_ratio: float = np.nan
+    reason: str = ""
+
+    def describe(self, prior_name):
+        """One line for ``meta.asteroid_detect.psf_refinement``."""
+        if not self.refined:
+            return f"not refined ({self.reason}); {prior_name} used as it is"
+        return (f"ePSF of {self.n_stars} stars in the exposure (the model's misfit {self.misfit:.1f}), "
+                f"box +/-{self.box_half} px holding "
+                f"{self.box_fraction:.3f} of the flux; beyond it {prior_name}'s wing x {self.wing_ratio:.2f}")
+
+
+def rate_halves(sci, groupdq, pixeldq):
+    """Each pixel's mean group difference in the first and second half of the ramp.
+
+    Jump-flagged, saturated and DO_NOT_USE differences are left out; the halves of every
+    integration are averaged.
+
+    Parameters
+    ----------
+    sci : ndarray, shape (nints, ngroups, ny, nx)
+    groupdq : ndarray, shape (nints, ngroups, ny, nx)
+    pixeldq : ndarray, shape (ny, nx)
+
+    Returns
+    -------
+    ndarray, float32, shape (2, ny, nx)
+        DN per group; NaN where a half holds no usable difference.
+    """
+    total = np.zeros((2,) + sci.shape[2:], dtype=np.float64)
+    count = np.zeros((2,) + sci.shape[2:], dtype=np.int32)
+    for i in range(sci.shape[0]):
+        d = IntegrationDifferences(sci[i], groupdq[i], pixeldq)
+        diff = d.diff
+        diff[d.jump] = np.nan
+        half = diff.shape[0] // 2
+        for h, part in enumerate((diff[:half], diff[half:])):
+            ok = np.isfinite(part)
+            total[h] += np.where(ok, part, 0.0).sum(axis=0)
+            count[h] += ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype(np.float32)
+
+
+def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
+    """Bright, isolated, unsaturated, static point sources fit to build a PSF from.
+
+    Parameters
+    ----------
+    halves : ndarray, shape (2, ny, nx)
+        :func:`rate_halves`.
+    psf : PSFModel or SeparablePSF
+        The model PSF (its FWHM sets the apertures; its concentration the point-source test).
+    box_half : int
+        Half-size (px) of a star's box: the box and a margin around it hold no other source,
+        no unusable pixel and no frame edge.
+    snr_min : float
+        Smallest SNR of a star's light within 1.5 FWHM.
+    max_stars : int
+        The brightest this many are kept.
+
+    Returns
+    -------
+    ndarray, shape (n, 3)
+        Rows of ``(x, y, flux)``: first-moment positions (to 0.1 px; the ePSF builder
+        recentres), flux in DN per group within 1.5 FWHM; brightest first.
+    """
+    rate = np.mean(halves, axis=0)
+    ny, nx = rate.shape
+    finite = np.isfinite(rate)
+    if finite.sum() < 100:
+        return np.empty((0, 3))
+    sky = np.median(rate[finite])
+    noise = 1.4826 * np.median(np.abs(rate[finite] - sky))
+    if not noise > 0:
+        return np.empty((0, 3))
+    image = np.where(finite, rate - sky, 0.0)
+    fwhm = float(psf.fwhm)
+    smooth = ndimage.gaussian_filter(image, fwhm / 2.3548)
+    # A peak of the smoothed image at 5 sigma of its noise marks a source, bright or faint.
+    smooth_noise = 1.4826 * np.median(np.abs(smooth[finite] - np.median(smooth[finite])))
+    size = 2 * int(np.ceil(fwhm)) + 1
+    peaks = (smooth == ndimage.maximum_filter(smooth, size=size)) & (smooth > 5 * smooth_noise) & finite
+    py, px = np.nonzero(peaks)
+    r_ap = 1.5 * fwhm
+    n_ap = np.pi * r_ap**2
+    margin = box_half + int(np.ceil(2 * fwhm))
+    unusable = ~np.all(np.isfinite(halves), axis=0)
+    # Where the point-source test's aperture fractions come from: the model, on a centred source.
+    ref_inner, ref_outer = _aperture_fractions(psf, fwhm)
+    stars = []
+    for y, x in zip(py, px, strict=True):
+        if y < margin or x < margin or y >= ny - margin or x >= nx - margin:
+            continue
+        y0, y1, x0, x1 = y - margin, y + margin + 1, x - margin, x + margin + 1
+        if unusable[y0:y1, x0:x1].any():
+            continue  # a bad, saturated or unusable pixel near it
+        # Another source near it, not the star's own rings and spikes (a percent of its peak).
+        near = peaks[y0:y1, x0:x1] & (smooth[y0:y1, x0:x1] > 0.01 * smooth[y, x])
+        if near.sum() > 1:
+            continue
+        cut = image[y0:y1, x0:x1]
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        r = np.hypot(xx - x, yy - y)
+        flux = cut[r <= r_ap].sum()
+        if flux < snr_min * noise * np.sqrt(n_ap):
+            continue
+        inner = cut[r <= fwhm].sum() / flux
+        outer = cut[r <= 3 * fwhm].sum() / flux
+        # A galaxy spreads its light further than any PSF the model could be mistaken for.
+        if abs(inner / ref_inner - 1) > 0.3 or abs(outer / ref_outer - 1) > 0.3:
+            continue
+        # A mover shifts its light between the ramp's halves; a star does not.
+        c = [_centroid(h[y0:y1, x0:x1] - sky, r <= r_ap, xx, yy) for h in halves]
+        if np.hypot(c[0][0] - c[1][0], c[0][1] - c[1][1]) > 0.05:
+            continue
+        stars.append((float(c[0][0] + c[1][0]) / 2, float(c[0][1] + c[1][1]) / 2, float(flux)))
+    stars.sort(key=lambda s: -s[2])
+    return np.asarray(stars[:max_stars], dtype=float).reshape(-1, 3)
+
+
+def _centroid(cut, mask, xx, yy):
+    w = np.where(mask, cut, 0.0)
+    return np.sum(w * xx) / np.sum(w), np.sum(w * yy) / np.sum(w)
+
+
+def _aperture_fractions(psf, fwhm):
+    """Fractions of a centred source's light within 1 and 3 FWHM, over that within 1.5 FWHM."""
+    r = int(np.ceil(3 * fwhm)) + 1
+    g = np.arange(-r, r + 1, dtype=float)
+    frac = psf.pixel_fraction(g[None, :], g[:, None])
+    rr = np.hypot(g[None, :], g[:, None])
+    ap = frac[rr <= 1.5 * fwhm].sum()
+    return frac[rr <= fwhm].sum() / ap, frac[rr <= 3 * fwhm].sum() / ap
+
+
+def stars_epsf(rate, stars, box_half, oversample=4):
+    """Stack stars into an effective PSF normalised to their light in the box.
+
+    Parameters
+    ----------
+    rate : ndarray, shape (ny, nx)
+        Rate image, its sky subtracted.
+    stars : ndarray, shape (n, 3)
+        :func:`find_psf_stars` rows.
+    box_half : int
+    oversample : int
+
+    Returns
+    -------
+    ndarray, shape (m, m)
+        The ePSF, ``m = (2 * box_half + 1) * oversample + 1``; its samples at whole-pixel
+        offsets (``-box_half`` to ``box_half``) add up to 1.
+    """
+    from astropy.nddata import NDData
+    from astropy.table import Table
+    from photutils.psf import EPSFBuilder, extract_stars
+
+    cutouts = extract_stars(NDData(np.asarray(rate, dtype=float)),
+                            Table({"x": stars[:, 0], "y": stars[:, 1]}), size=2 * box_half + 1)
+    builder = EPSFBuilder(oversampling=oversample, maxiters=10, progress_bar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # photutils' convergence chatter
+        epsf, _ = builder(cutouts)
+    grid = np.asarray(epsf.data, dtype=float)
+    return grid / grid[_whole(grid.shape[0], oversample)].sum()
+
+
+def _whole(n, oversample):
+    """Index of a grid's samples at whole-pixel offsets from its centre."""
+    c = (n - 1) // 2
+    return (slice(c % oversample, None, oversample),) * 2
+
+
+def refine_psf(prior, halves, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT, oversample=4):
+    """The PSF of the exposure: its stars' ePSF, with the prior's wing beyond the box.
+
+    Parameters
+    ----------
+    prior : PSFModel or SeparablePSF
+        The model PSF; kept when the exposure has no usable star.
+    halves : ndarray, shape (2, ny, nx)
+        :func:`rate_halves`.
+    snr_min : float
+        Smallest SNR of a star used.
+    min_stars : int
+        Fewest stars that make a refinement.
+    max_misfit : float
+        The model is kept when it fits the stars this well (:func:`model_misfit`): an
+        ePSF of a few stars is noisier than a model the data cannot tell from the truth.
+    oversample : int
+        Samples per pixel of the ePSF.
+
+    Returns
+    -------
+    psf : PSFModel or SeparablePSF
+    info : PSFRefinement
+    """
+    stars = find_psf_stars(halves, prior, BOX_HALF, snr_min=snr_min)
+    if len(stars) < min_stars:
+        return prior, PSFRefinement(False, n_stars=len(stars), reason=(
+            f"{len(stars)} bright, isolated, unsaturated static point source(s) found, "
+            f"{min_stars} needed"))
+    misfit = model_misfit(prior, halves, stars)
+    if misfit <= max_misfit:
+        return prior, PSFRefinement(False, n_stars=len(stars), misfit=misfit, reason=(
+            f"the model fits its {len(stars)} star(s) to the noise: misfit {misfit:.2f} <= {max_misfit:g}"))
+    rate = np.mean(halves, axis=0)
+    epsf = stars_epsf(rate - np.nanmedian(rate), stars, BOX_HALF, oversample)
+    # The model's light per unit total: in the box's outer ring and beyond the box.
+    d = (np.arange(epsf.shape[0]) - (epsf.shape[0] - 1) / 2) / oversample
+    model = prior.pixel_fraction(d[None, :], d[:, None])
+    r = np.hypot(d[None, :], d[:, None])
+    ring = (r >= 0.7 * BOX_HALF) & (r <= BOX_HALF)
+    beyond = max(1.0 - model[_whole(epsf.shape[0], oversample)].sum(), 0.0)
+    model_ring = model[ring].mean()
+    epsf_ring = max(epsf[ring].mean(), 0.0)  # per unit box light
+    # The stars' light beyond the box is the model's times the rings' ratio (per unit total):
+    # box_fraction * (1 + beyond * epsf_ring / model_ring) = 1.
+    box_fraction = 1.0 / (1.0 + beyond * epsf_ring / model_ring) if model_ring > 0 else 1.0
+    wing_ratio = epsf_ring * box_fraction / model_ring if model_ring > 0 else 0.0
+    psf = SeparablePSF(epsf * box_fraction, oversample, max_rank=MAX_RANK,
+                       name=f"ePSF from {len(stars)} stars in the exposure (model {prior.name})")
+    return psf, PSFRefinement(True, n_stars=len(stars), box_half=BOX_HALF, misfit=misfit,
+                              box_fraction=float(box_fraction), wing_ratio=float(wing_ratio))
+
+
+def model_misfit(psf, halves, stars):
+    """How much worse than the noise ``psf`` fits the stars' cores.
+
+    Each star's box of ``2 FWHM`` half-size is fitted with the PSF (position, flux and sky
+    free); the residuals' power is divided by the noise power the two halves show,
+    ``((h1 - h2) / 2)**2`` summed over the same pixels. A PSF as good as the data gives about 1.
+
+    Parameters
+    ----------
+    psf : PSFModel or SeparablePSF
+    halves : ndarray, shape (2, ny, nx)
+    stars : ndarray, shape (n, 3)
+
+    Returns
+    -------
+    float
+    """
+    from scipy.optimize import least_squares
+
+    half = int(np.ceil(2 * psf.fwhm))
+    g = np.arange(-half, half + 1, dtype=float)
+    rate = np.mean(halves, axis=0)
+    residual_power = noise_power = 0.0
+    for x, y, _ in stars:
+        ix, iy = round(x), round(y)
+        cut = rate[iy - half:iy + half + 1, ix - half:ix + half + 1].astype(float).ravel()
+        noise = (0.5 * (halves[0] - halves[1])[iy - half:iy + half + 1, ix - half:ix + half + 1]) ** 2
+
+        def residual(p, cut=cut, ix=ix, iy=iy):
+            m = psf.pixel_fraction(g[None, :] - (p[0] - ix), g[:, None] - (p[1] - iy)).ravel()
+            design = np.stack([m, np.ones_like(m)], axis=1)
+            coef = np.linalg.lstsq(design, cut, rcond=None)[0]
+            return design @ coef - cut
+
+        fit = least_squares(residual, [x, y], diff_step=1e-3)
+        residual_power += np.sum(fit.fun**2)
+        noise_power += np.sum(noise)
+    return float(residual_power / noise_power) if noise_power > 0 else np.inf
+
