@@ -63,7 +63,8 @@ FILTERS = {"F770W": 60, "F2100W": 40}  # filter: ngroups
 N_MOVERS = 6
 SNR_RANGE = (15.0, 150.0)
 SPEED_RANGE = (0.05, 0.45)  # px/group, within the default search
-BRIGHT_STARS = ((48.0, 48.0), (208.0, 208.0), (48.0, 208.0))  # isolated, for the refinement
+# Isolated, for the refinement: their boxes (6 FWHM at F2100W) and a margin fit in SUB256.
+BRIGHT_STARS = ((53.0, 53.0), (203.0, 203.0), (53.0, 203.0))
 STAR_PEAK_DN = (10000.0, 20000.0)  # their brightest pixel's charge over the ramp
 BFE_GROWTH = 0.10  # brighter-fatter family: FWHM growth at 40 000 DN in the brightest pixel
 BASE_SEED = 23000
@@ -93,8 +94,8 @@ def render_psf(family, filter_name, ramp_index):
         return PSFModel(fwhm)
     if family in ("instrument", "brighter-fatter"):
         return instrument_psf(filter_name)
-    if family == "moffat":
-        return moffat_psf(fwhm, 2.0 if ramp_index % 2 == 0 else 4.0)
+    if family == "moffat":  # out to 8 FWHM, as the computed grids
+        return moffat_psf(fwhm, 2.0 if ramp_index % 2 == 0 else 4.0, half_px=max(24, int(np.ceil(8 * fwhm))))
     if family in ("fwhm+10%", "fwhm-10%"):
         return PSFModel(fwhm * (1.1 if family == "fwhm+10%" else 0.9))
     raise ValueError(f"unknown family {family!r}")
@@ -150,7 +151,7 @@ def _movers(rng, psf, filter_name, ngroups, gt):
     while len(movers) < N_MOVERS:
         x, y = rng.uniform(40, 216, 2)
         if any(np.hypot(x - a, y - b) < 40 for a, b in placed) or any(
-                np.hypot(x - a, y - b) < 60 for a, b in BRIGHT_STARS):
+                np.hypot(x - a, y - b) < 70 for a, b in BRIGHT_STARS):
             continue
         placed.append((x, y))
         speed = rng.uniform(*SPEED_RANGE) / gt

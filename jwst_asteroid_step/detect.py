@@ -25,7 +25,7 @@ import numpy as np
 from astropy.table import Table
 
 from .config import DetectionConfig
-from .measure.moving_psf import fit_moving_psf
+from .measure.moving_psf import MAX_BOX_RADIUS, fit_moving_psf
 from .ramp.differences import IntegrationDifferences, group_differences, jump_cells, pixel_mean_rate
 from .ramp.events import (
     COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells, link_instants,
@@ -349,7 +349,7 @@ _MASK_LEVEL = 2.0
 def _track_charge(fit, psf, group_time, shape):
     """Yield ``(k, yy, xx, charge)``: a fitted source's expected charge (DN) in each difference."""
     n_k, ny, nx = shape
-    r = psf.radius
+    r = min(psf.radius, MAX_BOX_RADIUS)
     oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
     for k in range(n_k):
         t = (k + 0.5) * group_time - fit.t_ref

@@ -154,7 +154,7 @@ def test_step_memory_reports_one_call_in_cubes(capsys):
 @pytest.mark.parametrize("beta", [2.0, 4.0])
 def test_psf_families_moffat_has_its_fwhm_and_its_light(beta):
     """The bench's Moffat family: the asked-for FWHM, broadened a little by the pixel, and the
-    light a 49-px grid holds of a profile normalised to infinity (between the inscribed and
+    light its 49-px grid holds of a profile normalised to infinity (between the inscribed and
     the circumscribed circles)."""
     from benchmarks.psf_families import moffat_psf
 

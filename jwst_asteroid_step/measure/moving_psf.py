@@ -180,6 +180,11 @@ def _whiten_near(values, near_at, full, row_off, t_off, diag, off, u, gram_inv, 
 #: of calls.
 _MAX_REDUCED = 8
 
+#: Largest half-size (px) of a box the photometry and the subtraction of a fitted source use:
+#: the double-Gaussian model's at F2550W. The computed grids reach 8 FWHM (59 px at F2550W)
+#: for the refinement's wing (psf.refine), where a source leaves ~1e-5 of its light a pixel.
+MAX_BOX_RADIUS = 33
+
 
 class _Cells:
     """Every difference of the pixels near a path, for model evaluation and whitening.
@@ -393,7 +398,7 @@ class _StaticImage:
     """
 
     def __init__(self, mean_image, x, y, psf, variance=None):
-        r = psf.radius + 2
+        r = min(psf.radius, MAX_BOX_RADIUS) + 2
         ny, nx = mean_image.shape
         cx, cy = int(round(x)), int(round(y))
         self.inside = r <= cx < nx - r and r <= cy < ny - r

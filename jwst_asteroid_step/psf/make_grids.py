@@ -27,8 +27,10 @@ built from
 3. integration over a detector pixel (a box of ``OVERSAMP`` x ``OVERSAMP`` samples).
 
 The optical PSF is computed over ``FOV_PX`` pixels, so the cruciform's arms and the light
-scattered out of the core are accounted for before the grid is cut to ``2 * HALF_PX + 1``
-pixels. Each file's header keeps ``EE_GRID``, the fraction of the total flux inside the cut
+scattered out of the core are accounted for before the grid is cut to ``2 * half + 1``
+pixels, ``half`` = :func:`half_px`: 24 px, or 8 flight FWHMs where that is more (F1130W and
+longer), so that a PSF refined from stars (:mod:`.refine`) has the model's light out to
+6 FWHMs to compare its outer ring with. Each file's header keeps ``EE_GRID``, the fraction of the total flux inside the cut
 grid: a fit with the ePSF therefore measures the total flux to infinity, with the
 encircled-energy correction explicit.
 """
@@ -40,7 +42,7 @@ import numpy as np
 
 from .separable import pixel_integrate
 
-__all__ = ["add_cruciform", "effective_psf", "main", "optical_psf", "write_grid"]
+__all__ = ["add_cruciform", "effective_psf", "half_px", "main", "optical_psf", "write_grid"]
 
 #: Top-hat bands (centre, width) in µm of the MIRI imager filters (JWST user documentation).
 BANDS = {
@@ -74,7 +76,7 @@ PIXEL_SCALE = 0.11  # arcsec
 OVERSAMP = 4
 N_WAVELENGTHS = 9
 FOV_PX = 161  # optical PSF and cruciform computed over this many pixels
-HALF_PX = 24  # the shipped grid: (2 * HALF_PX + 1) pixels on a side
+HALF_PX = 24  # the shipped grid's smallest half-size (px)
 V3_ROTATION_DEG = 4.835
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -130,6 +132,13 @@ def add_cruciform(psf, filter_name, oversample=OVERSAMP):
     return (psf + scattered) / (1.0 + kernel.sum() / oversample**2)
 
 
+def half_px(filter_name):
+    """Half-size (px) of a filter's shipped grid: 24, or 8 flight FWHMs where that is more."""
+    from .gaussian import FILTER_FWHM
+
+    return max(HALF_PX, int(np.ceil(8 * FILTER_FWHM[filter_name])))
+
+
 def effective_psf(filter_name):
     """The shipped ePSF of one filter and the fraction of the total flux its grid holds."""
     psf = add_cruciform(optical_psf(filter_name), filter_name)
@@ -137,13 +146,14 @@ def effective_psf(filter_name):
     # An odd number of samples, the source on the central one.
     yy, xx = np.indices(epsf.shape)
     cy, cx = (np.sum(epsf * yy) / epsf.sum(), np.sum(epsf * xx) / epsf.sum())
-    half = HALF_PX * OVERSAMP + OVERSAMP // 2
+    half_pixels = half_px(filter_name)
+    half = half_pixels * OVERSAMP + OVERSAMP // 2
     iy, ix = round(cy), round(cx)
     if abs(cy - iy) > 0.05 or abs(cx - ix) > 0.05:
         epsf = _shift(epsf, iy - cy, ix - cx)
     grid = epsf[iy - half: iy + half + 1, ix - half: ix + half + 1]
     if grid.shape != (2 * half + 1,) * 2:
-        raise ValueError(f"FOV_PX ({FOV_PX}) is too small for a grid of {2 * HALF_PX + 1} px")
+        raise ValueError(f"FOV_PX ({FOV_PX}) is too small for a grid of {2 * half_pixels + 1} px")
     # Fraction of total flux inside the grid: the samples at whole-pixel spacing add up to
     # the light of the pixels the grid covers, for a source at any sub-pixel phase.
     phase = half % OVERSAMP

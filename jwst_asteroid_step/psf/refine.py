@@ -3,14 +3,16 @@
 The model PSF (two Gaussians, or the computed instrument PSF) is what the telescope should
 deliver; the exposure shows what it did deliver. Bright, isolated, unsaturated, static point
 sources in the ramp's rate image are stacked into an effective PSF (photutils'
-:class:`~photutils.psf.EPSFBuilder`, Anderson & King 2000) over a box of ``box_half`` pixels.
+:class:`~photutils.psf.EPSFBuilder`, Anderson & King 2000) over a box of :func:`box_half`
+pixels.
 
 A box cannot hold the light that falls beyond it, and fluxes are totals to infinity. The
-box is wide (``BOX_HALF`` = 24 px, as wide as the computed PSFs' grids) so that little light is
-beyond it, and that little is the model's light beyond the box scaled by the ratio of the
+box is wide (24 px or 6 FWHMs, within the computed grids) so that little light is beyond
+it, and that little is the model's light beyond the box scaled by the ratio of the
 stars' level to the model's in the box's outer ring: a PSF with fainter outer wings than the
 model's has proportionally less light beyond the box. The wing is too faint for a local sky
-ring beside each star; the sky is the rate image's median, which the stars must stand on.
+ring beside each star; the sky comes from a background mesh with every source masked
+(:func:`sky_image`).
 The ePSF is scaled so that its samples are fractions of the total, as every PSF of the
 package is.
 
@@ -27,18 +29,23 @@ from scipy import ndimage
 from ..ramp.differences import IntegrationDifferences
 from .separable import SeparablePSF
 
-__all__ = ["PSFRefinement", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf", "stars_epsf"]
+__all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf", "sky_image",
+           "stars_epsf"]
 
 log = logging.getLogger(__name__)
 
 #: Most separable terms of a refined PSF (the computed ones need 7 to 9).
 MAX_RANK = 12
 
-#: Half-size (px) of the box the stars fill.
+#: Smallest half-size (px) of the box the stars fill (more at long wavelengths: :func:`box_half`).
 BOX_HALF = 24
 
-#: Largest :func:`model_misfit` at which the model is kept.
+#: Largest median :func:`model_misfit` of the stars at which the model is kept.
 MAX_MISFIT = 2.0
+
+#: Largest relative difference of a star's light within 1 and 3 FWHM (over that within
+#: 1.5 FWHM) from the stars' median: sub-pixel phase moves it by a few per cent, a galaxy more.
+CONCENTRATION_SPREAD = 0.1
 
 
 @dataclass
@@ -54,11 +61,13 @@ class PSFRefinement:
     box_half : int
         Half-size (px) of the box the stars fill.
     misfit : float
-        How much worse than the noise the model fits the stars (:func:`model_misfit`).
+        How much worse than the noise the model fits the median star (:func:`model_misfit`).
     box_fraction : float
         Fraction of a source's total flux in the box (the rest from the scaled model wing).
     wing_ratio : float
-        The stars' level in the box's outer ring over the model's (1: the model's wing).
+        The stars' level in the box's outer ring over the wing model's (1: its wing as it is).
+    wing_name : str
+        The model whose light beyond the box completes the ePSF.
     reason : str
         Why the model was kept, when it was.
     """
@@ -69,6 +78,7 @@ class PSFRefinement:
     misfit: float = np.nan
     box_fraction: float = np.nan
     wing_ratio: float = np.nan
+    wing_name: str = ""
     reason: str = ""
 
     def describe(self, prior_name):
@@ -77,7 +87,7 @@ class PSFRefinement:
             return f"not refined ({self.reason}); {prior_name} used as it is"
         return (f"ePSF of {self.n_stars} stars in the exposure (the model's misfit {self.misfit:.1f}), "
                 f"box +/-{self.box_half} px holding "
-                f"{self.box_fraction:.3f} of the flux; beyond it {prior_name}'s wing x {self.wing_ratio:.2f}")
+                f"{self.box_fraction:.3f} of the flux; beyond it {self.wing_name}'s wing x {self.wing_ratio:.2f}")
 
 
 def rate_halves(sci, groupdq, pixeldq):
@@ -165,9 +175,11 @@ def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
         y0, y1, x0, x1 = y - margin, y + margin + 1, x - margin, x + margin + 1
         if unusable[y0:y1, x0:x1].any():
             continue  # a bad, saturated or unusable pixel near it
-        # Another source near it, not the star's own rings and spikes (a percent of its peak).
+        # Another source near it, not the star's own rings and spikes (a percent of its peak),
+        # or a brighter one whose wing reaches its box from twice as far.
         near = peaks[y0:y1, x0:x1] & (smooth[y0:y1, x0:x1] > 0.01 * smooth[y, x])
-        if near.sum() > 1:
+        far = (slice(max(y - 2 * margin, 0), y + 2 * margin + 1), slice(max(x - 2 * margin, 0), x + 2 * margin + 1))
+        if near.sum() > 1 or np.count_nonzero(peaks[far] & (smooth[far] > 0.1 * smooth[y, x])) > 1:
             continue
         cut = image[y0:y1, x0:x1]
         yy, xx = np.mgrid[y0:y1, x0:x1]
@@ -184,9 +196,14 @@ def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
         c = [_centroid(h[y0:y1, x0:x1] - sky, r <= r_ap, xx, yy) for h in halves]
         if np.hypot(c[0][0] - c[1][0], c[0][1] - c[1][1]) > 0.05:
             continue
-        stars.append((float(c[0][0] + c[1][0]) / 2, float(c[0][1] + c[1][1]) / 2, float(flux)))
-    stars.sort(key=lambda s: -s[2])
-    return np.asarray(stars[:max_stars], dtype=float).reshape(-1, 3)
+        stars.append((float(c[0][0] + c[1][0]) / 2, float(c[0][1] + c[1][1]) / 2, float(flux), inner, outer))
+    stars = np.asarray(stars, dtype=float).reshape(-1, 5)
+    if len(stars) >= 3:
+        # The stars share one PSF; a compact galaxy or a blend is less concentrated than they are.
+        typical = np.median(stars[:, 3:], axis=0)
+        stars = stars[np.all(np.abs(stars[:, 3:] / typical - 1) <= CONCENTRATION_SPREAD, axis=1)]
+    stars = stars[np.argsort(-stars[:, 2])]
+    return stars[:max_stars, :3]
 
 
 def _centroid(cut, mask, xx, yy):
@@ -210,7 +227,7 @@ def stars_epsf(rate, stars, box_half, oversample=4):
     Parameters
     ----------
     rate : ndarray, shape (ny, nx)
-        Rate image, its sky subtracted.
+        Rate image, its sky subtracted (:func:`sky_image`).
     stars : ndarray, shape (n, 3)
         :func:`find_psf_stars` rows.
     box_half : int
@@ -236,14 +253,67 @@ def stars_epsf(rate, stars, box_half, oversample=4):
     return grid / grid[_whole(grid.shape[0], oversample)].sum()
 
 
+def sky_image(rate, stars, fwhm, box_half):
+    """The sky under the stars: a background mesh with every source masked.
+
+    A star's box holds thousands of pixels, so its light there is as good as the sky under
+    it: a sky off by 0.04 of a pixel's noise, as a plain median of an image with a few per
+    cent of its pixels on sources is, moves a bright star's box light by per cents. The mesh
+    (photutils' ``Background2D``, sigma-clipped medians of boxes twice the star's box wide)
+    leaves out pixels within 2 FWHM of anything 2 sigma above the smoothed sky, and the stars'
+    boxes whole, and follows the gradients of a ramp's rate image (no flat field is applied
+    yet). What it leaves under the stars, :func:`refine_psf` fits in their stack.
+
+    Parameters
+    ----------
+    rate : ndarray, shape (ny, nx)
+    stars : ndarray, shape (n, 3)
+    fwhm : float
+    box_half : int
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+    """
+    from astropy.stats import SigmaClip, sigma_clipped_stats
+    from photutils.background import Background2D, MedianBackground
+
+    finite = np.isfinite(rate)
+    level = np.median(rate[finite])
+    image = np.where(finite, rate, level)
+    smooth = ndimage.gaussian_filter(image - level, fwhm / 2.3548)
+    noise = 1.4826 * np.median(np.abs(smooth[finite]))
+    mask = ndimage.binary_dilation(smooth > 2 * noise, iterations=int(np.ceil(2 * fwhm))) | ~finite
+    yy, xx = np.indices(rate.shape)
+    for x, y, _ in stars:
+        mask |= np.hypot(xx - x, yy - y) <= box_half
+    if mask.all():
+        return np.full(rate.shape, level)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mesh = Background2D(image, min(2 * (2 * box_half + 1), *rate.shape), mask=mask,
+                                exclude_percentile=90, filter_size=1, sigma_clip=SigmaClip(3.0),
+                                bkg_estimator=MedianBackground())
+        return np.asarray(mesh.background, dtype=float)
+    except ValueError:  # every mesh box masked: one sky for the frame
+        return np.full(rate.shape, sigma_clipped_stats(image, mask=mask)[1])
+
+
 def _whole(n, oversample):
     """Index of a grid's samples at whole-pixel offsets from its centre."""
     c = (n - 1) // 2
     return (slice(c % oversample, None, oversample),) * 2
 
 
-def refine_psf(prior, halves, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT, oversample=4):
-    """The PSF of the exposure: its stars' ePSF, with the prior's wing beyond the box.
+def box_half(wing):
+    """Half-size (px) of the stars' box: 24 px or 6 FWHMs, within the wing model's own grid."""
+    half = max(BOX_HALF, int(np.ceil(6 * wing.fwhm)))
+    return min(half, wing.radius) if isinstance(wing, SeparablePSF) else half
+
+
+def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT, oversample=4):
+    """The PSF of the exposure: its stars' ePSF, with a model's wing beyond the box.
 
     Parameters
     ----------
@@ -251,13 +321,19 @@ def refine_psf(prior, halves, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT,
         The model PSF; kept when the exposure has no usable star.
     halves : ndarray, shape (2, ny, nx)
         :func:`rate_halves`.
+    wing : PSFModel or SeparablePSF, optional
+        The model whose light beyond the box, scaled, completes the ePSF; by default the
+        prior. The two-Gaussian model has next to no light there; the computed PSF has the
+        telescope's.
     snr_min : float
         Smallest SNR of a star used.
     min_stars : int
         Fewest stars that make a refinement.
     max_misfit : float
-        The model is kept when it fits the stars this well (:func:`model_misfit`): an
-        ePSF of a few stars is noisier than a model the data cannot tell from the truth.
+        The model is kept when it fits the median star this well (:func:`model_misfit`):
+        an ePSF of a few stars is noisier than a model the data cannot tell from the truth.
+        The median keeps a galaxy or a blend that passed :func:`find_psf_stars` from
+        deciding, among three stars or more.
     oversample : int
         Samples per pixel of the ePSF.
 
@@ -266,23 +342,34 @@ def refine_psf(prior, halves, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT,
     psf : PSFModel or SeparablePSF
     info : PSFRefinement
     """
-    stars = find_psf_stars(halves, prior, BOX_HALF, snr_min=snr_min)
+    wing = prior if wing is None else wing
+    half = box_half(wing)
+    stars = find_psf_stars(halves, prior, half, snr_min=snr_min)
     if len(stars) < min_stars:
         return prior, PSFRefinement(False, n_stars=len(stars), reason=(
             f"{len(stars)} bright, isolated, unsaturated static point source(s) found, "
             f"{min_stars} needed"))
-    misfit = model_misfit(prior, halves, stars)
+    # A galaxy or a blend that passed as a star fits no PSF; the median star speaks for the model.
+    misfit = float(np.median(model_misfit(prior, halves, stars)))
     if misfit <= max_misfit:
         return prior, PSFRefinement(False, n_stars=len(stars), misfit=misfit, reason=(
             f"the model fits its {len(stars)} star(s) to the noise: misfit {misfit:.2f} <= {max_misfit:g}"))
     rate = np.mean(halves, axis=0)
-    epsf = stars_epsf(rate - np.nanmedian(rate), stars, BOX_HALF, oversample)
+    rate = rate - sky_image(rate, stars, prior.fwhm, half)
+    epsf = stars_epsf(rate, stars, half, oversample)
     # The model's light per unit total: in the box's outer ring and beyond the box.
     d = (np.arange(epsf.shape[0]) - (epsf.shape[0] - 1) / 2) / oversample
-    model = prior.pixel_fraction(d[None, :], d[:, None])
+    model = wing.pixel_fraction(d[None, :], d[:, None])
     r = np.hypot(d[None, :], d[:, None])
-    ring = (r >= 0.7 * BOX_HALF) & (r <= BOX_HALF)
-    beyond = max(1.0 - model[_whole(epsf.shape[0], oversample)].sum(), 0.0)
+    whole = _whole(epsf.shape[0], oversample)
+    # What the sky mesh left under the stars, a constant in the stack: in the box's outer
+    # ring, the stack is that constant plus the wing model's profile, scaled.
+    ring = (r >= 0.7 * half) & (r <= half)
+    design = np.stack([np.ones(np.count_nonzero(ring)), model[ring]], axis=1)
+    sky_left = np.linalg.lstsq(design, epsf[ring], rcond=None)[0][0]
+    epsf = epsf - sky_left
+    epsf /= epsf[whole].sum()
+    beyond = max(1.0 - model[whole].sum(), 0.0)
     model_ring = model[ring].mean()
     epsf_ring = max(epsf[ring].mean(), 0.0)  # per unit box light
     # The stars' light beyond the box is the model's times the rings' ratio (per unit total):
@@ -290,13 +377,13 @@ def refine_psf(prior, halves, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT,
     box_fraction = 1.0 / (1.0 + beyond * epsf_ring / model_ring) if model_ring > 0 else 1.0
     wing_ratio = epsf_ring * box_fraction / model_ring if model_ring > 0 else 0.0
     psf = SeparablePSF(epsf * box_fraction, oversample, max_rank=MAX_RANK,
-                       name=f"ePSF from {len(stars)} stars in the exposure (model {prior.name})")
-    return psf, PSFRefinement(True, n_stars=len(stars), box_half=BOX_HALF, misfit=misfit,
-                              box_fraction=float(box_fraction), wing_ratio=float(wing_ratio))
+                       name=f"ePSF from {len(stars)} stars in the exposure (wing beyond {half} px: {wing.name})")
+    return psf, PSFRefinement(True, n_stars=len(stars), box_half=half, misfit=misfit,
+                              box_fraction=float(box_fraction), wing_ratio=float(wing_ratio), wing_name=wing.name)
 
 
 def model_misfit(psf, halves, stars):
-    """How much worse than the noise ``psf`` fits the stars' cores.
+    """How much worse than the noise ``psf`` fits each star's core.
 
     Each star's box of ``2 FWHM`` half-size is fitted with the PSF (position, flux and sky
     free); the residuals' power is divided by the noise power the two halves show,
@@ -310,15 +397,16 @@ def model_misfit(psf, halves, stars):
 
     Returns
     -------
-    float
+    ndarray, shape (n,)
+        One ratio per star.
     """
     from scipy.optimize import least_squares
 
     half = int(np.ceil(2 * psf.fwhm))
     g = np.arange(-half, half + 1, dtype=float)
     rate = np.mean(halves, axis=0)
-    residual_power = noise_power = 0.0
-    for x, y, _ in stars:
+    out = np.full(len(stars), np.inf)
+    for j, (x, y, _) in enumerate(stars):
         ix, iy = round(x), round(y)
         cut = rate[iy - half:iy + half + 1, ix - half:ix + half + 1].astype(float).ravel()
         noise = (0.5 * (halves[0] - halves[1])[iy - half:iy + half + 1, ix - half:ix + half + 1]) ** 2
@@ -330,7 +418,7 @@ def model_misfit(psf, halves, stars):
             return design @ coef - cut
 
         fit = least_squares(residual, [x, y], diff_step=1e-3)
-        residual_power += np.sum(fit.fun**2)
-        noise_power += np.sum(noise)
-    return float(residual_power / noise_power) if noise_power > 0 else np.inf
+        if np.sum(noise) > 0:
+            out[j] = np.sum(fit.fun**2) / np.sum(noise)
+    return out
 
