@@ -19,9 +19,9 @@ Families (what the sky is rendered with):
   report for MIRI). Movers, whose charge spreads along their track, stay nominal; the bright
   stars the refinement learns from are 2.5-5 % broader.
 
-Detector models: ``gaussian`` (the default), ``instrument``, and ``refined``: the instrument
-model refined from the ramp's own stars (``psf_refine=True``,
-:func:`jwst_asteroid_step.psf.refine.refine_psf`). Each ramp holds three bright isolated stars
+Detector models: ``gaussian`` (the default model), ``instrument``, and ``refined``: the default
+model refined from the ramp's own stars, the computed PSF's wing beyond their box
+(``psf_refine=True``, the step's default: :func:`jwst_asteroid_step.psf.refine.refine_psf`). Each ramp holds three bright isolated stars
 for it (peak 10 000-20 000 DN over the ramp) besides five faint random ones.
 
 Columns: movers found (bench match: ``max(2 px, FWHM)`` and speed within 30 %); at truth
@@ -34,7 +34,6 @@ matching no truth.
 """
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
@@ -44,18 +43,14 @@ from scipy.ndimage import gaussian_filter
 
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
-from jwst_asteroid_step.offline import (
-    build_references,
-    configure_offline_crds,
-    run_jump_and_ramp_fit,
-)
+from jwst_asteroid_step.offline import run_jump_and_ramp_fit
 from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
-from jwst_asteroid_step.psf.refine import rate_halves, refine_psf
+from jwst_asteroid_step.psf.refine import rate_halves, refine_psf, wing_for
 from jwst_asteroid_step.simulate import Mover, Star, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
 from jwst_asteroid_step.simulate.scene import default_background, render_stars
 
-from .recovery import GAIN, READ_NOISE, _track_distance, match
+from .recovery import GAIN, READ_NOISE, _track_distance, match, offline_references
 
 FAMILIES = ("gaussian", "instrument", "moffat", "fwhm+10%", "fwhm-10%", "brighter-fatter")
 MODELS = ("gaussian", "instrument", "refined")
@@ -103,11 +98,12 @@ def render_psf(family, filter_name, ramp_index):
 
 def detector_psf(model, filter_name, halves=None):
     """The PSF the detector assumes; ``refined`` needs the ramp's :func:`rate_halves`."""
-    if model == "gaussian":
-        return PSFModel(FILTER_FWHM[filter_name]), None
     if model == "instrument":
         return instrument_psf(filter_name), None
-    return refine_psf(instrument_psf(filter_name), halves)
+    default = PSFModel(FILTER_FWHM[filter_name])
+    if model == "gaussian":
+        return default, None
+    return refine_psf(default, halves, wing=wing_for(default, filter_name))
 
 
 def broadened(psf, growth):
@@ -276,11 +272,7 @@ def main(argv=None):
     parser.add_argument("--work", default="/tmp/jwst_asteroid_psf_families", help="scratch folder")
     parser.add_argument("--output", default=None, help="write the Markdown table here")
     args = parser.parse_args(argv)
-    logging.getLogger("stpipe").setLevel(logging.WARNING)
-    logging.getLogger("jwst").setLevel(logging.WARNING)
-    work = Path(args.work)
-    configure_offline_crds(work / "crds")
-    refs = build_references(work / "refs")
+    refs = offline_references(Path(args.work))
     results = []
     t0 = time.perf_counter()
     for family in args.families:

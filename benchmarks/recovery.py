@@ -44,8 +44,13 @@ from astropy.table import Table
 
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
-from jwst_asteroid_step.offline import run_jump_and_ramp_fit
+from jwst_asteroid_step.offline import (
+    build_references,
+    configure_offline_crds,
+    run_jump_and_ramp_fit,
+)
 from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.psf.refine import rate_halves, refine_psf, wing_for
 from jwst_asteroid_step.simulate import Mover, inject_movers, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import SUBARRAYS, group_time_for, reference_pixel_columns
 
@@ -177,6 +182,21 @@ class RampSpec:
 # Detectors
 # ---------------------------------------------------------------------------
 
+def offline_references(work):
+    """Quiet the jwst steps' logs, configure CRDS offline under ``work`` and build references there."""
+    logging.getLogger("stpipe").setLevel(logging.WARNING)
+    logging.getLogger("jwst").setLevel(logging.WARNING)
+    configure_offline_crds(work / "crds")
+    return build_references(work / "refs")
+
+
+def step_psf(psf, jump):
+    """The PSF the step fits with by default (``psf_refine``): the model, or the ePSF of the ramp's stars."""
+    refined, _ = refine_psf(psf, rate_halves(jump.data, jump.groupdq, jump.pixeldq),
+                            wing=wing_for(psf, jump.meta.instrument.filter))
+    return refined
+
+
 def run_detectors(jump, rateints, psf, detectors=DETECTORS):
     """Run the detectors on jwst's jump and ramp_fit products.
 
@@ -202,7 +222,7 @@ def run_detectors(jump, rateints, psf, detectors=DETECTORS):
         counts = {}
         if name in ("ours", "ours_deep"):
             deep = name == "ours_deep"
-            tab, counts = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, psf, READ_NOISE,
+            tab, counts = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, step_psf(psf, jump), READ_NOISE,
                                       GAIN, DetectionConfig(deep_search=deep))
         elif name == "seed":
             tab = seed_baseline(jump.data, jump.groupdq, jump.pixeldq, gt, READ_NOISE, GAIN)

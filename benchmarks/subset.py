@@ -33,7 +33,16 @@ from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import build_references, configure_offline_crds
 from jwst_asteroid_step.psf import psf_for_filter
 
-from .recovery import GAIN, POSITION_TOLERANCE_PX, READ_NOISE, SETTINGS, _simulate, grid_specs, match
+from .recovery import (
+    GAIN,
+    POSITION_TOLERANCE_PX,
+    READ_NOISE,
+    SETTINGS,
+    _simulate,
+    grid_specs,
+    match,
+    step_psf,
+)
 
 
 def main(argv=None):
@@ -68,7 +77,7 @@ def main(argv=None):
             psf = psf_for_filter(spec.filter)
             t0 = time.perf_counter()
             det, counts = find_movers(jump.data, jump.groupdq, jump.pixeldq, float(jump.meta.exposure.group_time),
-                                      psf, READ_NOISE, GAIN, config)
+                                      step_psf(psf, jump), READ_NOISE, GAIN, config)
             dt = time.perf_counter() - t0
             if len(truth):
                 matched, _, status = match(det, truth, max(POSITION_TOLERANCE_PX, psf.fwhm))

@@ -15,8 +15,8 @@ from .config import DetectionConfig
 from .crds_pars import shipped_config
 from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
-from .psf import SeparablePSF, instrument_psf, psf_for_filter, read_psf_file
-from .psf.refine import rate_halves, refine_psf
+from .psf import psf_for_filter, read_psf_file
+from .psf.refine import rate_halves, refine_psf, wing_for
 from .ramp.segments import check_fitopt
 from .ramp.systematics import SAMPLE_SEED
 from .ramp.usable import MAX_ABS_DN, usable_groupdq
@@ -79,7 +79,7 @@ class AsteroidDetectStep(Step):
         psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px) of the gaussian model; default from the filter
         psf_model = option('gaussian', 'instrument', default='gaussian')  # PSF of the search, the fit and the photometry: two Gaussians, or the PSF computed from JWST's optics for the filter (docs: the PSF page)
         psf_file = string(default=None)  # A PSF FITS file (an ePSF with OVERSAMP, a photutils GriddedPSFModel, or stpsf calc_psf output); overrides psf_model
-        psf_refine = boolean(default=False)  # Replace the PSF by an ePSF of the exposure's bright, isolated, unsaturated stars (photutils), normalised with the computed PSF's wing beyond 24 px or 6 FWHM; the model stays when no star is found or the model fits them
+        psf_refine = boolean(default=True)  # Replace the PSF by an ePSF of the exposure's bright, isolated, unsaturated stars (photutils), normalised with the computed PSF's wing beyond 24 px or 6 FWHM; the model stays when no star is found or the model fits them
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped
         allow_moving_target = boolean(default=False)  # Search exposures that track a moving target (stars then trail and are reported)
         max_jump_fraction = float(default=0.01, min=0, max=1)  # Above this JUMP_DET fraction (a shower storm) an integration is searched without its flags
@@ -202,7 +202,7 @@ class AsteroidDetectStep(Step):
         if self.psf_refine:
             prior_name = psf.name
             psf, refinement = refine_psf(psf, rate_halves(model.data, groupdq, model.pixeldq),
-                                         wing=_wing_model(psf, model.meta.instrument.filter))
+                                         wing=wing_for(psf, model.meta.instrument.filter))
             self._psf_refinement = refinement.describe(prior_name)
             log.info("PSF refinement: %s", self._psf_refinement)
         config = DetectionConfig.from_mapping(self.get_pars())
@@ -343,18 +343,6 @@ class AsteroidDetectStep(Step):
         meta.asteroid_detect.psf_refinement = self._psf_refinement
         meta.asteroid_detect.notes = notes
         return catalog
-
-
-def _wing_model(psf, filter_name):
-    """The PSF whose light beyond the refinement's box completes it: a grid (the computed
-    PSF, a user's file) as it is; for the two Gaussians, which have next to none there, the
-    computed PSF of the filter where one is shipped."""
-    if isinstance(psf, SeparablePSF):
-        return psf
-    try:
-        return instrument_psf((filter_name or "").upper())
-    except ValueError:
-        return psf
 
 
 def _software_versions():

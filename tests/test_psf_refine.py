@@ -114,9 +114,9 @@ def test_without_stars_the_model_is_kept_and_the_reason_recorded():
 
 @pytest.mark.slow
 def test_step_refines_the_psf_from_the_exposures_stars(offline_refs):
-    """Movers and stars rendered with a Moffat profile (beta 2): the default model reads the
-    movers ~30 % faint; with psf_refine the step builds the ePSF of the exposure's stars and reads
-    them within 5 %, and says so in its metadata."""
+    """Movers and stars rendered with a Moffat profile (beta 2): with psf_refine=False the
+    default model reads the movers ~30 % faint; by default the step builds the ePSF of the
+    exposure's stars and reads them within 5 %, and says so in its metadata."""
     truth_psf = moffat_psf(FWHM, 2.0)
     gt = 0.29952
     movers = [Mover(x0=128.0, y0=60.0 + 70 * i, vx=(0.15 + 0.1 * i) / gt, vy=0.05 / gt, flux=f)
@@ -125,16 +125,32 @@ def test_step_refines_the_psf_from_the_exposures_stars(offline_refs):
     ramp, truth = simulate_ramp(movers=movers, subarray="SUB256", ngroups=50, filter="F770W", stars=stars,
                                 seed=5, psf=truth_psf)
     jump, *_ = run_jump_and_ramp_fit(ramp, offline_refs)
-    default = AsteroidDetectStep.call(jump, **offline_refs.step_overrides())
-    assert default.meta.asteroid_detect.psf_refinement == "not asked (psf_refine=False)"
-    refined = AsteroidDetectStep.call(jump, psf_model="instrument", psf_refine=True, **offline_refs.step_overrides())
+    model_only = AsteroidDetectStep.call(jump, psf_refine=False, **offline_refs.step_overrides())
+    assert model_only.meta.asteroid_detect.psf_refinement == "not asked (psf_refine=False)"
+    refined = AsteroidDetectStep.call(jump, **offline_refs.step_overrides())
     meta = refined.meta.asteroid_detect
     assert meta.psf_refinement.startswith("ePSF of 3 stars in the exposure")
     assert meta.psf_model.startswith("ePSF from 3 stars in the exposure")
-    for catalog, (lo, hi) in ((default, (0.55, 0.85)), (refined, (0.95, 1.05))):
+    for catalog, (lo, hi) in ((model_only, (0.55, 0.85)), (refined, (0.95, 1.05))):
         rows = catalog.catalog
         assert len(rows) == len(truth)
         for j in range(len(truth)):
             dt = rows["t_int"] - truth["t_ref"][j]
             d = np.hypot(rows["x"] - truth["x"][j] - truth["vx"][j] * dt, rows["y"] - truth["y"][j] - truth["vy"][j] * dt)
             assert lo < rows["flux"][np.argmin(d)] / truth["flux"][j] < hi
+
+
+def test_light_beyond_the_box_comes_from_the_computed_psf():
+    """Stars with the telescope's PSF refined from the two-Gaussian model: the stack holds the
+    light within 24 px, and the computed PSF's wing supplies the 7 % beyond it; the two
+    Gaussians, with next to no light there, would read fluxes more than that too low."""
+    truth = instrument_psf("F770W")
+    prior = PSFModel(FWHM)
+    halves = _halves([(truth, x, y, 2000.0) for x, y in ((100.2, 110.7), (310.6, 120.1), (200.4, 305.3))])
+    with_wing, info = refine_psf(prior, halves, wing=truth)
+    assert info.refined and info.wing_ratio == pytest.approx(1.0, abs=0.15)
+    assert info.box_fraction == pytest.approx(truth.pixel_fraction(*np.meshgrid(np.arange(-24, 25), np.arange(-24, 25))).sum(),
+                                              abs=0.01)
+    assert abs(_flux_ratio(with_wing, truth) - 1) < 0.02
+    without, _ = refine_psf(prior, halves)
+    assert _flux_ratio(without, truth) < 0.95

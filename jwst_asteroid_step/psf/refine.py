@@ -27,10 +27,11 @@ import numpy as np
 from scipy import ndimage
 
 from ..ramp.differences import IntegrationDifferences
+from .instrument import instrument_psf
 from .separable import SeparablePSF
 
 __all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf", "sky_image",
-           "stars_epsf"]
+           "stars_epsf", "wing_for"]
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +305,20 @@ def _whole(n, oversample):
     """Index of a grid's samples at whole-pixel offsets from its centre."""
     c = (n - 1) // 2
     return (slice(c % oversample, None, oversample),) * 2
+
+
+def wing_for(psf, filter_name):
+    """The PSF whose light beyond the refinement's box completes it.
+
+    A grid (the computed PSF, a user's file) as it is; for the two Gaussians, which have
+    next to no light there, the computed PSF of the filter where one is shipped.
+    """
+    if isinstance(psf, SeparablePSF):
+        return psf
+    try:
+        return instrument_psf((filter_name or "").upper())
+    except ValueError:
+        return psf
 
 
 def box_half(wing):
