@@ -1,6 +1,6 @@
 """The step on ramps rendered with PSFs its model does not assume, matched and mismatched.
 
-``python -m benchmarks.psf_families [--ramps N] [--output FILE]`` (about 10 minutes on 2 cores
+``python -m benchmarks.psf_families [--ramps N] [--output FILE]`` (about 20 minutes on 2 cores
 with the defaults) simulates SUB256 ramps whose movers and stars are rendered with each PSF
 family below, runs them through the real jwst ``JumpStep`` and ``RampFitStep`` offline, then
 :func:`jwst_asteroid_step.detect.find_movers` with each detector PSF model, and writes one
