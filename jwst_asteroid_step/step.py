@@ -152,7 +152,8 @@ class AsteroidDetectStep(Step):
             catalog.meta.filename = _output_name(model.meta.filename)
             catalog.catalog = empty_catalog(0)
             self._notes = []
-            self._psf_refinement = "not asked (psf_refine=False)"
+            self._psf_refinement = ("not reached: the exposure was skipped" if self.psf_refine
+                                    else "not asked (psf_refine=False)")
             try:
                 detections, counts, psf, fitopt_name, products = self._search(model, fitopt)
             except SkipExposure as reason:

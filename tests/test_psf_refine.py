@@ -154,3 +154,10 @@ def test_light_beyond_the_box_comes_from_the_computed_psf():
     assert abs(_flux_ratio(with_wing, truth) - 1) < 0.02
     without, _ = refine_psf(prior, halves)
     assert _flux_ratio(without, truth) < 0.95
+
+
+def test_a_skipped_exposure_says_the_refinement_was_not_reached(offline_refs):
+    ramp, _ = simulate_ramp(subarray="SUB64", ngroups=6, filter="F770W", seed=1)
+    skipped = AsteroidDetectStep.call(ramp, min_ngroups=10, **offline_refs.step_overrides())
+    assert skipped.meta.cal_step.asteroid_detect == "SKIPPED"
+    assert skipped.meta.asteroid_detect.psf_refinement == "not reached: the exposure was skipped"

@@ -30,9 +30,9 @@ The optical PSF is computed over ``FOV_PX`` pixels, so the cruciform's arms and 
 scattered out of the core are accounted for before the grid is cut to ``2 * half + 1``
 pixels, ``half`` = :func:`half_px`: 24 px, or 8 flight FWHMs where that is more (F1130W and
 longer), so that a PSF refined from stars (:mod:`.refine`) has the model's light out to
-6 FWHMs to compare its outer ring with. Each file's header keeps ``EE_GRID``, the fraction of the total flux inside the cut
-grid: a fit with the ePSF therefore measures the total flux to infinity, with the
-encircled-energy correction explicit.
+6 FWHMs to compare its outer ring with. Each file's header keeps ``EE_GRID``, the fraction of
+the total flux inside the cut grid: a fit with the ePSF therefore measures the total flux to
+infinity, with the encircled-energy correction explicit.
 """
 
 import argparse

@@ -116,9 +116,8 @@ def rate_halves(sci, groupdq, pixeldq):
         diff[d.jump] = np.nan
         half = diff.shape[0] // 2
         for h, part in enumerate((diff[:half], diff[half:])):
-            ok = np.isfinite(part)
-            total[h] += np.where(ok, part, 0.0).sum(axis=0)
-            count[h] += ok.sum(axis=0)
+            total[h] += np.nansum(part, axis=0, dtype=np.float64)
+            count[h] += np.isfinite(part).sum(axis=0, dtype=np.int32)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (total / count).astype(np.float32)
 
