@@ -6,20 +6,20 @@ sources in the ramp's rate image are stacked into an effective PSF (photutils'
 :class:`~photutils.psf.EPSFBuilder`, Anderson & King 2000) over a box of :func:`box_half`
 pixels.
 
-A box cannot hold the light that falls beyond it, and fluxes are totals to infinity. The
-box is wide (24 px or 6 FWHMs, within the computed grids) so that little light is beyond
-it, and that little is the model's light beyond the box scaled by the ratio of the
-stars' level to the model's in the box's outer ring: a PSF with fainter outer wings than the
-model's has proportionally less light beyond the box. The wing is too faint for a local sky
-ring beside each star; the sky comes from a background mesh with every source masked
-(:func:`sky_image`).
-The ePSF is scaled so that its samples are fractions of the total, as every PSF of the
+The model is kept where it fits the stars to the noise (:func:`model_misfit`), or where there
+is no star. A box cannot hold the light that falls beyond it, and fluxes are totals to
+infinity. The box is wide (24 px or 6 FWHMs, within the computed grids) so that little light
+is beyond it, and that little is a wing model's light beyond the box (:func:`wing_for`: the
+computed PSF's) scaled by the ratio of the stars' level to the wing model's in the box's outer
+ring: a PSF with fainter outer wings has proportionally less light beyond the box. The wing
+is too faint for a local sky ring beside each star; the sky comes from a background mesh with
+every source masked (:func:`sky_image`), and what it leaves is fitted in the stack's outer
+ring. The ePSF is scaled so that its samples are fractions of the total, as every PSF of the
 package is.
 
 Every step here is plain numpy and photutils; nothing imports stpipe.
 """
 
-import logging
 import warnings
 from dataclasses import dataclass
 
@@ -30,10 +30,8 @@ from ..ramp.differences import IntegrationDifferences
 from .instrument import instrument_psf
 from .separable import SeparablePSF
 
-__all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf", "sky_image",
-           "stars_epsf", "wing_for"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf",
+           "sky_image", "stars_epsf", "wing_for"]
 
 #: Most separable terms of a refined PSF (the computed ones need 7 to 9).
 MAX_RANK = 12
@@ -64,7 +62,7 @@ class PSFRefinement:
     misfit : float
         How much worse than the noise the model fits the median star (:func:`model_misfit`).
     box_fraction : float
-        Fraction of a source's total flux in the box (the rest from the scaled model wing).
+        Fraction of a source's total flux in the box (the rest from the scaled wing model).
     wing_ratio : float
         The stars' level in the box's outer ring over the wing model's (1: its wing as it is).
     wing_name : str
