@@ -37,7 +37,7 @@ from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
 from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, instrument_psf
-from jwst_asteroid_step.psf.refine import rate_halves, refine_psf, wing_for
+from jwst_asteroid_step.psf.refine import refine_for_ramp
 from jwst_asteroid_step.simulate import Mover, Star, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
 from jwst_asteroid_step.simulate.scene import default_background, render_stars
@@ -125,8 +125,7 @@ def run_ramp(index, refs):
             detector = PSFModel(FILTER_FWHM[FILTER])
         elif model == "refined":  # the step's default; the refinement's own cost is in the time
             default = PSFModel(FILTER_FWHM[FILTER])
-            detector, info = refine_psf(default, rate_halves(jump.data, jump.groupdq, jump.pixeldq),
-                                        wing=wing_for(default, FILTER))
+            detector, info = refine_for_ramp(default, jump.data, jump.groupdq, jump.pixeldq, FILTER)
             n_stars = info.n_stars
         det, _ = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, detector, READ_NOISE, GAIN, DetectionConfig())
         seconds = time.perf_counter() - t0

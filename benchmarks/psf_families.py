@@ -21,8 +21,9 @@ Families (what the sky is rendered with):
 
 Detector models: ``gaussian`` (the default model), ``instrument``, and ``refined``: the default
 model refined from the ramp's own stars, the computed PSF's wing beyond their box
-(``psf_refine=True``, the step's default: :func:`jwst_asteroid_step.psf.refine.refine_psf`). Each ramp holds three bright isolated stars
-for it (peak 10 000-20 000 DN over the ramp) besides five faint random ones.
+(``psf_refine=True``, the step's default: :func:`jwst_asteroid_step.psf.refine.refine_for_ramp`).
+Each ramp holds three bright isolated stars for it (peak 10 000-20 000 DN over the ramp)
+besides five faint random ones.
 
 Columns: movers found (bench match: ``max(2 px, FWHM)`` and speed within 30 %); at truth
 yardstick SNR >= 20 the median flux ratio minus one, the robust width (1.4826 MAD) of the
@@ -45,7 +46,7 @@ from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
 from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
-from jwst_asteroid_step.psf.refine import rate_halves, refine_psf, wing_for
+from jwst_asteroid_step.psf.refine import refine_for_ramp
 from jwst_asteroid_step.simulate import Mover, Star, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
 from jwst_asteroid_step.simulate.scene import default_background, render_stars
@@ -96,14 +97,14 @@ def render_psf(family, filter_name, ramp_index):
     raise ValueError(f"unknown family {family!r}")
 
 
-def detector_psf(model, filter_name, halves=None):
-    """The PSF the detector assumes; ``refined`` needs the ramp's :func:`rate_halves`."""
+def detector_psf(model, filter_name, jump=None):
+    """The PSF the detector assumes, and the refinement's record; ``refined`` needs the ramp."""
     if model == "instrument":
         return instrument_psf(filter_name), None
     default = PSFModel(FILTER_FWHM[filter_name])
     if model == "gaussian":
         return default, None
-    return refine_psf(default, halves, wing=wing_for(default, filter_name))
+    return refine_for_ramp(default, jump.data, jump.groupdq, jump.pixeldq, filter_name)
 
 
 def broadened(psf, growth):
@@ -168,8 +169,7 @@ def run_ramp(family, filter_name, index, refs):
     out = []
     for model in MODELS:
         t0 = time.perf_counter()
-        halves = rate_halves(jump.data, jump.groupdq, jump.pixeldq) if model == "refined" else None
-        detector, refinement = detector_psf(model, filter_name, halves)
+        detector, refinement = detector_psf(model, filter_name, jump)
         det, _ = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, detector,
                              READ_NOISE, GAIN, DetectionConfig())
         seconds = time.perf_counter() - t0

@@ -50,7 +50,7 @@ from jwst_asteroid_step.offline import (
     run_jump_and_ramp_fit,
 )
 from jwst_asteroid_step.psf import psf_for_filter
-from jwst_asteroid_step.psf.refine import rate_halves, refine_psf, wing_for
+from jwst_asteroid_step.psf.refine import refine_for_ramp
 from jwst_asteroid_step.simulate import Mover, inject_movers, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import SUBARRAYS, group_time_for, reference_pixel_columns
 
@@ -192,8 +192,7 @@ def offline_references(work):
 
 def step_psf(psf, jump):
     """The PSF the step fits with by default (``psf_refine``): the model, or the ePSF of the ramp's stars."""
-    refined, _ = refine_psf(psf, rate_halves(jump.data, jump.groupdq, jump.pixeldq),
-                            wing=wing_for(psf, jump.meta.instrument.filter))
+    refined, _ = refine_for_ramp(psf, jump.data, jump.groupdq, jump.pixeldq, jump.meta.instrument.filter)
     return refined
 
 

@@ -16,7 +16,7 @@ from .crds_pars import shipped_config
 from .datamodels import AsteroidCatalogModel, empty_catalog
 from .detect import detections_to_catalog, find_movers
 from .psf import psf_for_filter, read_psf_file
-from .psf.refine import rate_halves, refine_psf, wing_for
+from .psf.refine import refine_for_ramp
 from .ramp.segments import check_fitopt
 from .ramp.systematics import SAMPLE_SEED
 from .ramp.usable import MAX_ABS_DN, usable_groupdq
@@ -202,8 +202,8 @@ class AsteroidDetectStep(Step):
         groupdq, storm_counts = self._usable_groupdq(model)
         if self.psf_refine:
             prior_name = psf.name
-            psf, refinement = refine_psf(psf, rate_halves(model.data, groupdq, model.pixeldq),
-                                         wing=wing_for(psf, model.meta.instrument.filter))
+            psf, refinement = refine_for_ramp(psf, model.data, groupdq, model.pixeldq,
+                                              model.meta.instrument.filter)
             self._psf_refinement = refinement.describe(prior_name)
             log.info("PSF refinement: %s", self._psf_refinement)
         config = DetectionConfig.from_mapping(self.get_pars())

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .separable import pixel_integrate
+from .separable import pixel_integrate, whole_pixel_samples
 
 __all__ = ["add_cruciform", "effective_psf", "half_px", "main", "optical_psf", "write_grid"]
 
@@ -154,10 +154,8 @@ def effective_psf(filter_name):
     grid = epsf[iy - half: iy + half + 1, ix - half: ix + half + 1]
     if grid.shape != (2 * half + 1,) * 2:
         raise ValueError(f"FOV_PX ({FOV_PX}) is too small for a grid of {2 * half_pixels + 1} px")
-    # Fraction of total flux inside the grid: the samples at whole-pixel spacing add up to
-    # the light of the pixels the grid covers, for a source at any sub-pixel phase.
-    phase = half % OVERSAMP
-    ee = float(grid[phase::OVERSAMP, phase::OVERSAMP].sum())
+    # Fraction of total flux inside the grid.
+    ee = float(grid[whole_pixel_samples(grid.shape[0], OVERSAMP)].sum())
     return grid.astype(np.float32), ee
 
 

@@ -28,10 +28,10 @@ from scipy import ndimage
 
 from ..ramp.differences import IntegrationDifferences
 from .instrument import instrument_psf
-from .separable import SeparablePSF
+from .separable import SeparablePSF, whole_pixel_samples
 
-__all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_psf",
-           "sky_image", "stars_epsf", "wing_for"]
+__all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_for_ramp",
+           "refine_psf", "sky_image", "stars_epsf", "wing_for"]
 
 #: Most separable terms of a refined PSF (the computed ones need 7 to 9).
 MAX_RANK = 12
@@ -248,7 +248,7 @@ def stars_epsf(rate, stars, box_half, oversample=4):
         warnings.simplefilter("ignore")  # photutils' convergence chatter
         epsf, _ = builder(cutouts)
     grid = np.asarray(epsf.data, dtype=float)
-    return grid / grid[_whole(grid.shape[0], oversample)].sum()
+    return grid / grid[whole_pixel_samples(grid.shape[0], oversample)].sum()
 
 
 def sky_image(rate, stars, fwhm, box_half):
@@ -296,12 +296,6 @@ def sky_image(rate, stars, fwhm, box_half):
         return np.asarray(mesh.background, dtype=float)
     except ValueError:  # every mesh box masked: one sky for the frame
         return np.full(rate.shape, sigma_clipped_stats(image, mask=mask)[1])
-
-
-def _whole(n, oversample):
-    """Index of a grid's samples at whole-pixel offsets from its centre."""
-    c = (n - 1) // 2
-    return (slice(c % oversample, None, oversample),) * 2
 
 
 def wing_for(psf, filter_name):
@@ -373,7 +367,7 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
     d = (np.arange(epsf.shape[0]) - (epsf.shape[0] - 1) / 2) / oversample
     model = wing.pixel_fraction(d[None, :], d[:, None])
     r = np.hypot(d[None, :], d[:, None])
-    whole = _whole(epsf.shape[0], oversample)
+    whole = whole_pixel_samples(epsf.shape[0], oversample)
     # What the sky mesh left under the stars, a constant in the stack: in the box's outer
     # ring, the stack is that constant plus the wing model's profile, scaled.
     ring = (r >= 0.7 * half) & (r <= half)
@@ -392,6 +386,27 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
                        name=f"ePSF from {len(stars)} stars in the exposure (wing beyond {half} px: {wing.name})")
     return psf, PSFRefinement(True, n_stars=len(stars), box_half=half, misfit=misfit,
                               box_fraction=float(box_fraction), wing_ratio=float(wing_ratio), wing_name=wing.name)
+
+
+def refine_for_ramp(psf, sci, groupdq, pixeldq, filter_name):
+    """What the step does with ``psf_refine``: :func:`refine_psf` on a jump-flagged ramp.
+
+    The ramp's :func:`rate_halves`, the wing of :func:`wing_for` the filter.
+
+    Parameters
+    ----------
+    psf : PSFModel or SeparablePSF
+        The model.
+    sci, groupdq : ndarray, shape (nints, ngroups, ny, nx)
+    pixeldq : ndarray, shape (ny, nx)
+    filter_name : str or None
+
+    Returns
+    -------
+    psf : PSFModel or SeparablePSF
+    info : PSFRefinement
+    """
+    return refine_psf(psf, rate_halves(sci, groupdq, pixeldq), wing=wing_for(psf, filter_name))
 
 
 def model_misfit(psf, halves, stars):

@@ -13,7 +13,7 @@ through the grid's samples, so profiles and their derivatives exist at any sub-p
 import numpy as np
 from scipy.interpolate import make_interp_spline
 
-__all__ = ["SeparablePSF", "pixel_integrate"]
+__all__ = ["SeparablePSF", "pixel_integrate", "whole_pixel_samples"]
 
 
 def pixel_integrate(image, oversample):
@@ -25,6 +25,16 @@ def pixel_integrate(image, oversample):
     from scipy.ndimage import uniform_filter
 
     return uniform_filter(image, size=oversample, mode="constant") * oversample**2
+
+
+def whole_pixel_samples(n, oversample):
+    """Index of an ePSF grid's samples at whole-pixel offsets from its central sample.
+
+    For a source at a pixel centre they are its pixels' fractions; they add up to the light
+    of the pixels the grid covers, for a source at any sub-pixel phase.
+    """
+    c = (n - 1) // 2
+    return (slice(c % oversample, None, oversample),) * 2
 
 
 class SeparablePSF:
@@ -67,9 +77,7 @@ class SeparablePSF:
         self.rank = rank
         self.offsets = (np.arange(n) - (n - 1) / 2) / self.oversample
         self.half_extent = float(self.offsets[-1])
-        c = (n - 1) // 2
-        phase = c % self.oversample
-        whole = slice(phase, None, self.oversample)  # samples at whole-pixel offsets
+        whole = whole_pixel_samples(n, self.oversample)[0]
         self._centred = epsf[whole, whole]  # the pixels' fractions for a source at a pixel centre
         self.enclosed = float(self._centred.sum())
         # The terms left out carry a little light: scale the kept ones to the grid's total,
