@@ -357,9 +357,10 @@ class _Cells:
 
     def _at_near(self, boxes):
         """Sub-sample mean of (K, n_sub, width) x (K, n_sub, width) outer products, at the near cells."""
-        total = 0.0
-        for weight, col, row in boxes:
-            total = total + weight * np.matmul(col.transpose(0, 2, 1), row)
+        weights, cols, rows = zip(*boxes)
+        # One matrix product sums over sub-samples and terms together.
+        col = np.concatenate([w * c for w, c in zip(weights, cols)], axis=1)
+        total = np.matmul(col.transpose(0, 2, 1), np.concatenate(rows, axis=1))
         return total[self.k_near, self.iy, self.ix] / self.n_sub
 
     def model_near(self, p, t_ref):
@@ -389,15 +390,17 @@ class _Cells:
 
 
 class _StaticImage:
-    """PSF-weighted photometry of the mean image (each pixel's mean difference) near a point.
+    """PSF photometry of the mean image (each pixel's mean difference) near a point.
 
-    The weights are the PSF at ``(x, y)``, on a box whose border's median is the
-    sky.  A source crossing less than its PSF leaves most of its light in the
-    static scene that the moving-PSF fit profiles out, so the fit alone knows only
-    ``flux x speed``; this photometry knows the flux.
+    The PSF at ``(x, y)`` and a constant sky are fitted together over a box, so
+    the flux carries the sky's uncertainty and the light of the PSF's own wing at
+    the box's edge is not taken for sky.  A source crossing less than its PSF
+    leaves most of its light in the static scene that the moving-PSF fit
+    profiles out, so the fit alone knows only ``flux x speed``; this photometry
+    knows the flux.
     """
 
-    def __init__(self, mean_image, x, y, psf, variance=None):
+    def __init__(self, mean_image, x, y, psf, variance=None, diff=None):
         r = min(psf.radius, MAX_BOX_RADIUS) + 2
         ny, nx = mean_image.shape
         cx, cy = int(round(x)), int(round(y))
@@ -406,18 +409,22 @@ class _StaticImage:
             return
         gy, gx = np.mgrid[cy - r:cy + r + 1, cx - r:cx + r + 1]
         self.gx, self.gy, self.psf = gx.astype(float), gy.astype(float), psf
-        self.w = psf.pixel_fraction(self.gx - x, self.gy - y)
-        self.norm = float(np.sum(self.w**2))
         box = mean_image[cy - r:cy + r + 1, cx - r:cx + r + 1].astype(float)
-        edge = np.ones(box.shape, dtype=bool)
-        edge[1:-1, 1:-1] = False
-        sub = box - np.median(box[edge])
-        self.flux = float(np.sum(self.w * sub) / self.norm)  # charge per difference
-        if variance is not None:
-            var = variance[cy - r:cy + r + 1, cx - r:cx + r + 1]
-            self.flux_err = float(np.sqrt(np.sum(self.w**2 * var)) / self.norm)
-        else:
-            self.flux_err = np.nan
+        var = None if variance is None else np.asarray(variance[cy - r:cy + r + 1, cx - r:cx + r + 1], dtype=float)
+        # Weighted least squares of box = flux * psf + sky: the flux is the linear
+        # functional ``sum(a * box)``, with sum(a) = 0 and sum(a * psf) = 1.
+        psf_box = psf.pixel_fraction(self.gx - x, self.gy - y)
+        design = np.stack([psf_box.ravel(), np.ones(psf_box.size)])
+        # A pixel with no usable difference reads 0 in the mean image.
+        usable = (np.ones(box.shape, dtype=bool) if diff is None
+                  else np.isfinite(diff[:, cy - r:cy + r + 1, cx - r:cx + r + 1]).any(axis=0))
+        weight = usable.ravel() / (1.0 if var is None else np.maximum(var.ravel(), 1e-30))
+        normal = (design * weight) @ design.T
+        estimator = np.linalg.solve(normal, design * weight)
+        self.a = estimator[0].reshape(psf_box.shape)
+        self.flux = float(np.sum(self.a * box))  # charge per difference
+        self.flux_err = float(np.sqrt(np.sum(self.a**2 * var))) if var is not None else np.nan
+        sub = np.where(usable, box - float(np.sum(estimator[1] * box.ravel())), 0.0)
         # Unweighted centroid of the light within three core widths: a weighted
         # one would be pulled towards (x, y).
         disk = np.hypot(self.gx - x, self.gy - y) <= 3.0 * psf.core_sigma
@@ -427,17 +434,18 @@ class _StaticImage:
                        if total > 0 else np.inf)
 
     def model(self, p, t):
-        """The photometry of the model's own mean image (same weights), per difference."""
+        """The photometry of the model's own mean image (same estimator), per difference."""
         x, y, vx, vy, flux = p
         n = self.gx.shape[1]
         rows = self.psf.pixel_profiles(self.gx[0, 0], n, x + vx * t, axis="x")
         cols = self.psf.pixel_profiles(self.gy[0, 0], n, y + vy * t, axis="y")
-        total = sum(frac * np.einsum("ty,yx,tx->", col, self.w, row) for (frac, row), (_, col) in zip(rows, cols))
-        return flux * float(total) / t.size / self.norm
+        col = np.stack([frac * c for (frac, _), (_, c) in zip(rows, cols)])  # (terms, t, y)
+        total = np.sum((col @ self.a) * np.stack([r for _, r in rows]))
+        return flux * float(total) / t.size
 
 
 def static_photometry(mean_image, x, y, psf):
-    """PSF-weighted flux of a static source at ``(x, y)`` in a mean image, and the light's offset from it.
+    """PSF flux of a static source at ``(x, y)`` in a mean image, and the light's offset from it.
 
     Parameters
     ----------
@@ -450,8 +458,8 @@ def static_photometry(mean_image, x, y, psf):
     Returns
     -------
     flux : float
-        Charge per difference (DN) of a PSF at ``(x, y)`` that explains the
-        light above the box's border; NaN when the box leaves the image.
+        Charge per difference (DN) of a PSF at ``(x, y)`` fitted with a
+        constant sky over its box; NaN when the box leaves the image.
     offset : float
         Distance (px) from ``(x, y)`` of the light's centroid within three core
         widths; infinite when there is no light.
@@ -558,7 +566,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         variance = (np.asarray(read_noise, dtype=float) ** 2 / n_diff
                     + np.maximum(background, 0) / np.asarray(gain, dtype=float)) / n_diff
         phot = _StaticImage(background, guess.x + guess.vx * t_half, guess.y + guess.vy * t_half, psf,
-                            np.broadcast_to(variance, background.shape))
+                            np.broadcast_to(variance, background.shape), diff)
         prior = _FluxPrior(phot, t_mid, group_time) if phot.inside and phot.flux > 0 else None
     m_w = cells.whitened(cells.model_near(p0, t_ref))
     d_w = cells.data_w

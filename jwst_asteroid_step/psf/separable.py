@@ -85,10 +85,12 @@ class SeparablePSF:
         kept = np.einsum("k,ik,kj->", s[:rank], u[whole, :rank], vt[:rank, whole])
         scale = self.enclosed / kept
         # Rows of the grid run along y, columns along x; the singular value goes with x.
-        self._x = [make_interp_spline(self.offsets, scale * s[k] * vt[k], k=3) for k in range(rank)]
-        self._y = [make_interp_spline(self.offsets, u[:, k], k=3) for k in range(rank)]
-        self._dx = [sp.derivative() for sp in self._x]
-        self._dy = [sp.derivative() for sp in self._y]
+        # One spline per axis carries every term (a trailing axis of its coefficients),
+        # so each evaluation finds a point's knot interval once for all terms.
+        self._x = make_interp_spline(self.offsets, (scale * s[:rank, None] * vt[:rank]).T, k=3)
+        self._y = make_interp_spline(self.offsets, u[:, :rank], k=3)
+        self._dx = self._x.derivative()
+        self._dy = self._y.derivative()
         self.fwhm = _fwhm(epsf, self.oversample)
 
     # ---- the interface the package's PSF users rely on ----
@@ -108,10 +110,11 @@ class SeparablePSF:
         """Noise-equivalent area ``1 / sum(p**2)`` in pixels, for a centred source."""
         return float(1.0 / np.sum(self._centred**2))
 
-    def _evaluate(self, splines, offsets):
+    def _evaluate(self, spline, offsets):
+        """Every term's spline at ``offsets``, zero beyond the grid: shape ``offsets.shape + (rank,)``."""
         inside = np.abs(offsets) <= self.half_extent
         clipped = np.clip(offsets, -self.half_extent, self.half_extent)
-        return [np.where(inside, sp(clipped), 0.0) for sp in splines]
+        return np.where(inside[..., None], spline(clipped), 0.0)
 
     def pixel_profiles(self, first, n, pos, derivative=False, axis="x"):
         """Each term's 1-D profile in a row of ``n`` adjacent pixels along ``axis``.
@@ -137,30 +140,35 @@ class SeparablePSF:
             ``broadcast(first, pos).shape + (n,)``.
         """
         offsets = (np.asarray(first, dtype=float) - np.asarray(pos, dtype=float))[..., None] + np.arange(n)
-        values = self._evaluate(self._x if axis == "x" else self._y, offsets)
+        values = _terms_first(self._evaluate(self._x if axis == "x" else self._y, offsets))
         if not derivative:
             return [(1.0, v) for v in values]
-        slopes = self._evaluate(self._dx if axis == "x" else self._dy, offsets)
+        slopes = _terms_first(self._evaluate(self._dx if axis == "x" else self._dy, offsets))
         return [(1.0, v, d) for v, d in zip(values, slopes, strict=True)]
 
     def pixel_fraction(self, dx, dy):
         """Fraction of the flux in a pixel whose centre is offset ``(dx, dy)`` from the source."""
         dx, dy = np.broadcast_arrays(np.asarray(dx, dtype=float), np.asarray(dy, dtype=float))
-        xs = self._evaluate(self._x, dx)
-        ys = self._evaluate(self._y, dy)
-        return sum(a * b for a, b in zip(xs, ys, strict=True))
+        return np.einsum("...k,...k->...", self._evaluate(self._x, dx), self._evaluate(self._y, dy))
 
     def render(self, xs, ys, x_grid, y_grid):
         """Mean pixel-integrated PSF over sub-sample positions (see the Gaussian model's)."""
         xs = np.atleast_2d(xs)
         ys = np.atleast_2d(ys)
-        n_sub = xs.shape[1]
-        dx = np.asarray(x_grid, dtype=float)[None, None, :] - xs[..., None]
-        dy = np.asarray(y_grid, dtype=float)[None, None, :] - ys[..., None]
-        out = 0.0
-        for px, py in zip(self._evaluate(self._x, dx), self._evaluate(self._y, dy), strict=True):
-            out = out + np.einsum("ksy,ksx->kyx", py, px)
-        return out / n_sub
+        n_img, n_sub = xs.shape
+        x_grid = np.asarray(x_grid, dtype=float)
+        y_grid = np.asarray(y_grid, dtype=float)
+        px = self._evaluate(self._x, x_grid[None, None, :] - xs[..., None])  # (K, S, nx, rank)
+        py = self._evaluate(self._y, y_grid[None, None, :] - ys[..., None])  # (K, S, ny, rank)
+        # Sum over sub-samples and terms at once: one matrix product per image.
+        rows = py.transpose(0, 2, 1, 3).reshape(n_img, y_grid.size, -1)
+        cols = px.transpose(0, 1, 3, 2).reshape(n_img, -1, x_grid.size)
+        return np.matmul(rows, cols) / n_sub
+
+
+def _terms_first(values):
+    """Split an array whose last axis runs over terms into one contiguous array per term."""
+    return list(np.ascontiguousarray(np.moveaxis(values, -1, 0)))
 
 
 def _fwhm(epsf, oversample):
