@@ -94,7 +94,7 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
     detections : astropy.table.Table
         One row per detection, columns :data:`DETECTION_COLUMNS`; positions in
         px, times in s since the integration's first read, velocities in px/s,
-        fluxes in DN/s.
+        fluxes in DN/s. ``flux_err`` carries the PSF's ``flux_uncertainty``.
     counts : dict
         Number of JUMP_DET cells and of events of each kind, over all integrations;
         the noise measurements (``noise_scale_x1000``, ``drift_excess_x1000``, and
@@ -134,6 +134,8 @@ def find_movers(sci, groupdq, pixeldq, group_time, psf, read_noise, gain, config
         counts["n_multi_int"] = len(slow)
         rows = _merge_multi_int(rows, slow, starts, psf.fwhm, (ngroups - 1) * group_time)
     table = Table({c: np.array([r[c] for r in rows], dtype=dt) for c, dt in DETECTION_COLUMNS.items()})
+    # The PSF's own normalisation is as uncertain for every flux measured with it.
+    table["flux_err"] = np.hypot(table["flux_err"], psf.flux_uncertainty * table["flux"])
     return table, counts
 
 

@@ -5,9 +5,11 @@ import pytest
 from stdatamodels.jwst.datamodels import dqflags
 
 from benchmarks.psf_families import moffat_psf
+from benchmarks.recovery import GAIN, READ_NOISE
 from jwst_asteroid_step import AsteroidDetectStep
+from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
-from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, instrument_psf
+from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
 from jwst_asteroid_step.psf.refine import BOX_HALF, find_psf_stars, rate_halves, refine_psf
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
 from jwst_asteroid_step.simulate.scene import Star, render_stars
@@ -103,6 +105,27 @@ def test_refined_psf_reads_total_fluxes_whatever_the_stars_profile(family, truth
     assert abs(_flux_ratio(prior, truth) - 1) > 0.05
     assert abs(_flux_ratio(psf, truth) - 1) < 0.02, family
     assert f"box +/-{BOX_HALF} px" in info.describe(prior.name)
+
+
+def test_flux_errors_carry_the_refined_psfs_normalisation_uncertainty():
+    """The two skies of a Moffat (beta 2) stack disagree: the ePSF's normalisation is that
+    uncertain, it says so, and every flux measured with it carries it in quadrature."""
+    prior = instrument_psf("F770W")
+    halves = _halves([(moffat_psf(FWHM, 2.0), x, y, 2000.0) for x, y in ((100.2, 110.7), (310.6, 120.1), (200.4, 305.3))])
+    psf, info = refine_psf(prior, halves)
+    assert 0.001 < info.flux_uncertainty < 0.05 and psf.flux_uncertainty == info.flux_uncertainty
+    assert f"normalisation uncertain by {info.flux_uncertainty:.1%}, carried by flux_err" in info.describe(prior.name)
+    assert PSFModel(FWHM).flux_uncertainty == 0.0 and prior.flux_uncertainty == 0.0
+
+    gt = 0.29952
+    ramp, _ = simulate_ramp(movers=[Mover(x0=120.0, y0=128.0, vx=0.3 / gt, vy=0.1 / gt, flux=600.0)],
+                            subarray="SUB256", ngroups=30, filter="F770W", seed=3, psf=prior,
+                            read_noise_cds=READ_NOISE, gain=GAIN)
+    uncertain = SeparablePSF(prior.grid, prior.oversample, flux_uncertainty=0.03)
+    rows = [find_movers(ramp.data, ramp.groupdq, ramp.pixeldq, gt, p, READ_NOISE, GAIN)[0] for p in (prior, uncertain)]
+    assert len(rows[0]) == len(rows[1]) == 1
+    np.testing.assert_allclose(rows[1]["flux"], rows[0]["flux"])
+    np.testing.assert_allclose(rows[1]["flux_err"], np.hypot(rows[0]["flux_err"], 0.03 * rows[0]["flux"]))
 
 
 def test_without_stars_the_model_is_kept_and_the_reason_recorded():

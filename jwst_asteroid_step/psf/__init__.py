@@ -3,7 +3,8 @@
 Every user of a PSF in the package (the simulator, the search, the moving-PSF fit, the
 photometry) calls the same methods: ``pixel_profiles`` (per-term row or column profiles,
 whose outer products give a box's pixel fractions), ``pixel_fraction``, ``render``, and the
-properties ``fwhm``, ``core_sigma``, ``radius``, ``n_eff`` and ``name``. Two models have them:
+properties ``fwhm``, ``core_sigma``, ``radius``, ``n_eff``, ``flux_uncertainty`` and ``name``.
+Two models have them:
 
 - :class:`PSFModel` (``gaussian.py``): two concentric Gaussians, analytic;
 - :class:`SeparablePSF` (``separable.py``): any effective-PSF grid, held as a short sum of

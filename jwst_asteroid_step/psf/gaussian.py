@@ -74,6 +74,11 @@ class PSFModel:
         return f"double Gaussian (FWHM {self.fwhm:g} px, wing {self.wing_fraction:g} x {self.wing_scale:g})"
 
     @property
+    def flux_uncertainty(self):
+        """Relative uncertainty of the model's normalisation carried by fluxes' errors: none known."""
+        return 0.0
+
+    @property
     def radius(self):
         """Half-size in pixels of a box that holds > 99 % of the flux."""
         return int(np.ceil(max(s for _, s in self.components) * 2.6))

@@ -14,8 +14,10 @@ computed PSF's) scaled by the ratio of the stars' level to the wing model's in t
 ring: a PSF with fainter outer wings has proportionally less light beyond the box. The wing
 is too faint for a local sky ring beside each star; the sky comes from a background mesh with
 every source masked (:func:`sky_image`), and what it leaves is fitted in the stack's outer
-ring. The ePSF is scaled so that its samples are fractions of the total, as every PSF of the
-package is.
+ring. The two skies put 0.1-3 % different light in the box (the ring's noise, and a wing
+whose shape is not the model's); that share is the ePSF's normalisation uncertainty, which
+the fluxes' errors carry (``flux_uncertainty``). The ePSF is scaled so that its samples are
+fractions of the total, as every PSF of the package is.
 
 Every step here is plain numpy and photutils; nothing imports stpipe.
 """
@@ -67,6 +69,10 @@ class PSFRefinement:
         The stars' level in the box's outer ring over the wing model's (1: its wing as it is).
     wing_name : str
         The model whose light beyond the box completes the ePSF.
+    flux_uncertainty : float
+        Relative uncertainty of the ePSF's normalisation, carried by the fluxes' errors:
+        the share of the box's light that the constant fitted in its outer ring, besides
+        the mesh's sky, took.
     reason : str
         Why the model was kept, when it was.
     """
@@ -78,6 +84,7 @@ class PSFRefinement:
     box_fraction: float = np.nan
     wing_ratio: float = np.nan
     wing_name: str = ""
+    flux_uncertainty: float = 0.0
     reason: str = ""
 
     def describe(self, prior_name):
@@ -86,7 +93,8 @@ class PSFRefinement:
             return f"not refined ({self.reason}); {prior_name} used as it is"
         return (f"ePSF of {self.n_stars} stars in the exposure (the model's misfit {self.misfit:.1f}), "
                 f"box +/-{self.box_half} px holding "
-                f"{self.box_fraction:.3f} of the flux; beyond it {self.wing_name}'s wing x {self.wing_ratio:.2f}")
+                f"{self.box_fraction:.3f} of the flux; beyond it {self.wing_name}'s wing x {self.wing_ratio:.2f}; "
+                f"normalisation uncertain by {self.flux_uncertainty:.1%}, carried by flux_err")
 
 
 def rate_halves(sci, groupdq, pixeldq):
@@ -368,11 +376,15 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
     model = wing.pixel_fraction(d[None, :], d[:, None])
     r = np.hypot(d[None, :], d[:, None])
     whole = whole_pixel_samples(epsf.shape[0], oversample)
-    # What the sky mesh left under the stars, a constant in the stack: in the box's outer
-    # ring, the stack is that constant plus the wing model's profile, scaled.
     ring = (r >= 0.7 * half) & (r <= half)
+    # What the sky mesh left under the stars, a constant in the stack: in the box's outer
+    # ring, the stack is that constant plus the wing model's profile, scaled. The mesh's sky
+    # and this one put different light in the box (the ring's noise, and a wing whose shape
+    # is not the model's): the normalisation is no surer than that, and the fluxes' errors
+    # carry it.
     design = np.stack([np.ones(np.count_nonzero(ring)), model[ring]], axis=1)
     sky_left = np.linalg.lstsq(design, epsf[ring], rcond=None)[0][0]
+    flux_uncertainty = float(abs(sky_left) * epsf[whole].size / epsf[whole].sum())
     epsf = epsf - sky_left
     epsf /= epsf[whole].sum()
     beyond = max(1.0 - model[whole].sum(), 0.0)
@@ -382,10 +394,11 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
     # box_fraction * (1 + beyond * epsf_ring / model_ring) = 1.
     box_fraction = 1.0 / (1.0 + beyond * epsf_ring / model_ring) if model_ring > 0 else 1.0
     wing_ratio = epsf_ring * box_fraction / model_ring if model_ring > 0 else 0.0
-    psf = SeparablePSF(epsf * box_fraction, oversample, max_rank=MAX_RANK,
+    psf = SeparablePSF(epsf * box_fraction, oversample, max_rank=MAX_RANK, flux_uncertainty=flux_uncertainty,
                        name=f"ePSF from {len(stars)} stars in the exposure (wing beyond {half} px: {wing.name})")
     return psf, PSFRefinement(True, n_stars=len(stars), box_half=half, misfit=misfit,
-                              box_fraction=float(box_fraction), wing_ratio=float(wing_ratio), wing_name=wing.name)
+                              box_fraction=float(box_fraction), wing_ratio=float(wing_ratio), wing_name=wing.name,
+                              flux_uncertainty=flux_uncertainty)
 
 
 def refine_for_ramp(psf, sci, groupdq, pixeldq, filter_name):

@@ -57,9 +57,12 @@ class SeparablePSF:
     max_rank : int, optional
         Most separable terms kept: a grid built from noisy data needs many terms to
         reproduce its noise, which no fit needs.
+    flux_uncertainty : float
+        Relative uncertainty of the grid's normalisation (the total a fitted flux stands
+        for); the fluxes' errors carry it. 0 where it is not known.
     """
 
-    def __init__(self, epsf, oversample, tolerance=5e-3, name="ePSF", max_rank=None):
+    def __init__(self, epsf, oversample, tolerance=5e-3, name="ePSF", max_rank=None, flux_uncertainty=0.0):
         epsf = np.asarray(epsf, dtype=float)
         n = epsf.shape[0]
         if epsf.ndim != 2 or epsf.shape[1] != n or n % 2 == 0 or n < 3 * oversample:
@@ -68,6 +71,7 @@ class SeparablePSF:
             raise ValueError("an ePSF grid must be finite with a positive sum")
         self.oversample = int(oversample)
         self.name = name
+        self.flux_uncertainty = float(flux_uncertainty)
         self.grid = epsf
         u, s, vt = np.linalg.svd(epsf)
         left = np.sqrt(np.maximum(np.cumsum((s**2)[::-1])[::-1], 0.0)) / np.sqrt(np.sum(s**2))
