@@ -390,14 +390,14 @@ class _Cells:
 
 
 class _StaticImage:
-    """PSF photometry of the mean image (each pixel's mean difference) near a point.
+    """PSF-weighted photometry of the mean image (each pixel's mean difference) near a point.
 
-    The PSF at ``(x, y)`` and a constant sky are fitted together over a box, so
-    the flux carries the sky's uncertainty and the light of the PSF's own wing at
-    the box's edge is not taken for sky.  A source crossing less than its PSF
-    leaves most of its light in the static scene that the moving-PSF fit
-    profiles out, so the fit alone knows only ``flux x speed``; this photometry
-    knows the flux.
+    The weights are the PSF at ``(x, y)``, on a box whose border's median is the
+    sky (robust to the other sources of a crowded field, where a sky fitted with
+    the PSF over the box is not); pixels with no usable difference, which read 0
+    in the mean image, are left out.  A source crossing less than its PSF leaves
+    most of its light in the static scene that the moving-PSF fit profiles out,
+    so the fit alone knows only ``flux x speed``; this photometry knows the flux.
     """
 
     def __init__(self, mean_image, x, y, psf, variance=None, diff=None):
@@ -407,24 +407,25 @@ class _StaticImage:
         self.inside = r <= cx < nx - r and r <= cy < ny - r
         if not self.inside:
             return
-        gy, gx = np.mgrid[cy - r:cy + r + 1, cx - r:cx + r + 1]
+        rows, cols = slice(cy - r, cy + r + 1), slice(cx - r, cx + r + 1)
+        gy, gx = np.mgrid[rows, cols]
         self.gx, self.gy, self.psf = gx.astype(float), gy.astype(float), psf
-        box = mean_image[cy - r:cy + r + 1, cx - r:cx + r + 1].astype(float)
-        var = None if variance is None else np.asarray(variance[cy - r:cy + r + 1, cx - r:cx + r + 1], dtype=float)
-        # Weighted least squares of box = flux * psf + sky: the flux is the linear
-        # functional ``sum(a * box)``, with sum(a) = 0 and sum(a * psf) = 1.
-        psf_box = psf.pixel_fraction(self.gx - x, self.gy - y)
-        design = np.stack([psf_box.ravel(), np.ones(psf_box.size)])
-        # A pixel with no usable difference reads 0 in the mean image.
-        usable = (np.ones(box.shape, dtype=bool) if diff is None
-                  else np.isfinite(diff[:, cy - r:cy + r + 1, cx - r:cx + r + 1]).any(axis=0))
-        weight = usable.ravel() / (1.0 if var is None else np.maximum(var.ravel(), 1e-30))
-        normal = (design * weight) @ design.T
-        estimator = np.linalg.solve(normal, design * weight)
-        self.a = estimator[0].reshape(psf_box.shape)
-        self.flux = float(np.sum(self.a * box))  # charge per difference
-        self.flux_err = float(np.sqrt(np.sum(self.a**2 * var))) if var is not None else np.nan
-        sub = np.where(usable, box - float(np.sum(estimator[1] * box.ravel())), 0.0)
+        usable = np.ones(gx.shape, dtype=bool) if diff is None else np.isfinite(diff[:, rows, cols]).any(axis=0)
+        self.w = psf.pixel_fraction(self.gx - x, self.gy - y) * usable
+        self.norm = float(np.sum(self.w**2))
+        box = mean_image[rows, cols].astype(float)
+        edge = np.ones(box.shape, dtype=bool)
+        edge[1:-1, 1:-1] = False
+        if not np.any(edge & usable):
+            self.inside = False
+            return
+        sub = np.where(usable, box - np.median(box[edge & usable]), 0.0)
+        self.flux = float(np.sum(self.w * sub) / self.norm)  # charge per difference
+        if variance is not None:
+            var = variance[rows, cols]
+            self.flux_err = float(np.sqrt(np.sum(self.w**2 * var)) / self.norm)
+        else:
+            self.flux_err = np.nan
         # Unweighted centroid of the light within three core widths: a weighted
         # one would be pulled towards (x, y).
         disk = np.hypot(self.gx - x, self.gy - y) <= 3.0 * psf.core_sigma
@@ -434,18 +435,18 @@ class _StaticImage:
                        if total > 0 else np.inf)
 
     def model(self, p, t):
-        """The photometry of the model's own mean image (same estimator), per difference."""
+        """The photometry of the model's own mean image (same weights), per difference."""
         x, y, vx, vy, flux = p
         n = self.gx.shape[1]
         rows = self.psf.pixel_profiles(self.gx[0, 0], n, x + vx * t, axis="x")
         cols = self.psf.pixel_profiles(self.gy[0, 0], n, y + vy * t, axis="y")
         col = np.stack([frac * c for (frac, _), (_, c) in zip(rows, cols)])  # (terms, t, y)
-        total = np.sum((col @ self.a) * np.stack([r for _, r in rows]))
-        return flux * float(total) / t.size
+        total = np.sum((col @ self.w) * np.stack([r for _, r in rows]))
+        return flux * float(total) / t.size / self.norm
 
 
 def static_photometry(mean_image, x, y, psf):
-    """PSF flux of a static source at ``(x, y)`` in a mean image, and the light's offset from it.
+    """PSF-weighted flux of a static source at ``(x, y)`` in a mean image, and the light's offset from it.
 
     Parameters
     ----------
@@ -458,8 +459,8 @@ def static_photometry(mean_image, x, y, psf):
     Returns
     -------
     flux : float
-        Charge per difference (DN) of a PSF at ``(x, y)`` fitted with a
-        constant sky over its box; NaN when the box leaves the image.
+        Charge per difference (DN) of a PSF at ``(x, y)`` that explains the
+        light above the box's border; NaN when the box leaves the image.
     offset : float
         Distance (px) from ``(x, y)`` of the light's centroid within three core
         widths; infinite when there is no light.
