@@ -46,7 +46,7 @@ CATALOG_COLUMNS = (
     ("vx_err", "f8", "pix/s", "1-sigma uncertainty of vx"),
     ("vy_err", "f8", "pix/s", "1-sigma uncertainty of vy"),
     ("flux", "f8", "DN/s", "Total source count rate"),
-    ("flux_err", "f8", "DN/s", "1-sigma uncertainty of flux"),
+    ("flux_err", "f8", "DN/s", "1-sigma uncertainty of flux, the PSF normalisation's included"),
     ("snr", "f8", "", "Matched-filter SNR of the detection"),
     ("ra", "f8", "deg", "Right ascension at mjd (NaN when no WCS)"),
     ("dec", "f8", "deg", "Declination at mjd (NaN when no WCS)"),
