@@ -40,7 +40,7 @@ MAX_RANK = 12
 
 #: EPSFBuilder's iterations: each re-interpolates the grid's empty sub-pixel phases (most of
 #: them with a few stars), half the refinement's time; 5 and 10 give the same fluxes (bias
-#: within 0.4 %, pull widths within 0.2, over six family/filter pairs of the psf_families bench).
+#: within 0.4 %, pull widths within 0.25, over six family/filter pairs of the psf_families bench).
 EPSF_ITERATIONS = 5
 
 #: Smallest half-size (px) of the box the stars fill (more at long wavelengths: :func:`box_half`).
