@@ -8,20 +8,21 @@ table row per (family, filter, model):
 
 Families (what the sky is rendered with):
 
-- ``gaussian``: the detector's own default model (two Gaussians, flight FWHM): matched;
+- ``gaussian``: two Gaussians at the flight FWHM (the package's analytic model);
 - ``instrument``: the PSF computed from JWST's optics with the cruciform
-  (:func:`jwst_asteroid_step.psf.instrument_psf`);
+  (:func:`jwst_asteroid_step.psf.instrument_psf`), the detector's default model: matched;
 - ``moffat``: circular Moffat profiles, beta 2 and 4 alternating by ramp, at the flight FWHM;
-- ``fwhm+10%``, ``fwhm-10%``: the default model with its FWHM off by 10 %;
+- ``fwhm+10%``, ``fwhm-10%``: the two Gaussians with their FWHM off by 10 %;
 - ``brighter-fatter``: the computed PSF, broadened for bright sources as charge spreads
   in a full pixel: the FWHM grows by ``BFE_GROWTH`` (10 %) at 40 000 DN in the brightest pixel,
   in proportion to its charge (an assumption of the bench, of the size Argyriou et al. 2023
   report for MIRI). Movers, whose charge spreads along their track, stay nominal; the bright
   stars the refinement learns from are 2.5-5 % broader.
 
-Detector models: ``gaussian`` (the default model), ``instrument``, and ``refined``: the default
-model refined from the ramp's own stars, the computed PSF's wing beyond their box
-(``psf_refine=True``, the step's default: :func:`jwst_asteroid_step.psf.refine.refine_for_ramp`).
+Detector models: ``gaussian`` (the two Gaussians), ``instrument`` (the computed PSF, the default
+model), and ``refined``: the default model refined from the ramp's own stars where they disagree
+with it, the computed PSF's wing beyond their box (``psf_refine=True``, the step's default:
+:func:`jwst_asteroid_step.psf.refine.refine_for_ramp`).
 Each ramp holds three bright isolated stars for it (peak 10 000-20 000 DN over the ramp)
 besides five faint random ones.
 
@@ -45,7 +46,13 @@ from scipy.ndimage import gaussian_filter
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
-from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
+from jwst_asteroid_step.psf import (
+    FILTER_FWHM,
+    PSFModel,
+    SeparablePSF,
+    instrument_psf,
+    psf_for_filter,
+)
 from jwst_asteroid_step.psf.refine import refine_for_ramp
 from jwst_asteroid_step.simulate import Mover, Star, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
@@ -101,10 +108,9 @@ def detector_psf(model, filter_name, jump=None):
     """The PSF the detector assumes, and the refinement's record; ``refined`` needs the ramp."""
     if model == "instrument":
         return instrument_psf(filter_name), None
-    default = PSFModel(FILTER_FWHM[filter_name])
     if model == "gaussian":
-        return default, None
-    return refine_for_ramp(default, jump.data, jump.groupdq, jump.pixeldq, filter_name)
+        return PSFModel(FILTER_FWHM[filter_name]), None
+    return refine_for_ramp(psf_for_filter(filter_name), jump.data, jump.groupdq, jump.pixeldq, filter_name)
 
 
 def broadened(psf, growth):
@@ -161,13 +167,13 @@ def _movers(rng, psf, filter_name, ngroups, gt):
     return movers
 
 
-def run_ramp(family, filter_name, index, refs):
-    """Simulate one ramp, run jump + ramp_fit and every detector model; rows of results."""
+def run_ramp(family, filter_name, index, refs, models=MODELS):
+    """Simulate one ramp, run jump + ramp_fit and each detector model; rows of results."""
     gt = group_time_for("SUB256")
     ramp, truth, psf = bench_ramp(family, filter_name, index)
     jump, *_ = run_jump_and_ramp_fit(ramp, refs)
     out = []
-    for model in MODELS:
+    for model in models:
         t0 = time.perf_counter()
         detector, refinement = detector_psf(model, filter_name, jump)
         det, _ = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, detector,
@@ -215,24 +221,50 @@ def _score(family, filter_name, model, index, det, truth, fwhm, seconds):
             "family": family, "filter": filter_name, "model": model}
 
 
+def _bootstrap_se(values, statistic, n_draws=2000, seed=0):
+    """Standard error of ``statistic(values)`` over bootstrap resamples (NaN for < 3 values)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 3:
+        return np.nan
+    draws = np.random.default_rng(seed).choice(values, (n_draws, values.size))
+    return float(np.std([statistic(d) for d in draws], ddof=1))
+
+
+def _pull_width(pulls):
+    return float(1.4826 * np.median(np.abs(pulls - np.median(pulls))))
+
+
 def summarise(results):
-    """One row per (family, filter, model)."""
-    keys = sorted({(r["family"], r["filter"], r["model"]) for r in results},
-                  key=lambda k: (FAMILIES.index(k[0]), k[1], MODELS.index(k[2])))
+    """One row per (family, filter, model), then per (filter, model) over every family.
+
+    With ~15 movers a row, a robust pull width scatters by ~0.3 and a median flux ratio by about
+    a third of one mover's error: each carries its bootstrap standard error, and the pooled
+    rows ("every family") measure what one row cannot.
+    """
+    groups = {}
+    for r in results:
+        groups.setdefault((r["family"], r["filter"], r["model"]), []).append(r)
+    for (_, filt, model), rs in list(groups.items()):
+        groups.setdefault(("every family", filt, model), []).extend(rs)
+    order = list(FAMILIES) + ["every family"]
     table = []
-    for fam, filt, model in keys:
-        rs = [r for r in results if (r["family"], r["filter"], r["model"]) == (fam, filt, model)]
+    for fam, filt, model in sorted(groups, key=lambda k: (order.index(k[0]), k[1], MODELS.index(k[2]))):
+        rs = groups[(fam, filt, model)]
         movers = Table(rows=[m for r in rs for m in r["movers"]])
         found = movers["found"]
         good = found & (movers["snr"] >= 20)
+        dflux = np.asarray(movers["dflux"][good], dtype=float)
         pulls = np.asarray(movers["pull_flux"][good], dtype=float)
         pulls = pulls[np.isfinite(pulls)]
         bright = sum(r["bright"] for r in rs)
         table.append({
             "family": fam, "filter": filt, "model": model,
             "found": f"{int(found.sum())}/{len(movers)}",
-            "flux bias": float(np.median(movers["dflux"][good])) if good.any() else np.nan,
-            "flux pull width": float(1.4826 * np.median(np.abs(pulls - np.median(pulls)))) if pulls.size else np.nan,
+            "flux bias": float(np.median(dflux)) if dflux.size else np.nan,
+            "flux bias se": _bootstrap_se(dflux, np.median),
+            "flux pull width": _pull_width(pulls) if pulls.size else np.nan,
+            "flux pull width se": _bootstrap_se(pulls, _pull_width),
+            "n": int(pulls.size),
             "position (px)": float(np.median(movers["dpos"][good])) if good.any() else np.nan,
             "speed": float(np.median(np.abs(movers["dspeed"][good]))) if good.any() else np.nan,
             "ghosts per 100 bright": 100.0 * sum(r["ghosts"] for r in rs) / max(bright, 1),
@@ -251,14 +283,16 @@ def markdown(table, ramps):
              f"{N_MOVERS} movers each at yardstick SNR {SNR_RANGE[0]:g}-{SNR_RANGE[1]:g}, "
              f"{SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g} px/group, 3 bright isolated stars and 5 faint ones, "
              "L2 cosmic rays, CDP7 bad pixels. "
-             "Flux, position and speed at yardstick SNR >= 20.")
-    header = ("| rendered with | filter | detector model | found | flux bias | flux pull width | "
+             "Flux, position and speed at yardstick SNR >= 20 (n movers); +- the bootstrap standard error.")
+    header = ("| rendered with | filter | detector model | found | flux bias | flux pull width (n) | "
               "position (px) | speed | ghosts / 100 bright (n) | wrong velocity | false | find_movers (s) | refinement stars |")
     lines = [intro, "", header, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(
-            f"| {r['family']} | {r['filter']} | {r['model']} | {r['found']} | {r['flux bias']:+.1%} | "
-            f"{r['flux pull width']:.2f} | {r['position (px)']:.3f} | {r['speed']:.1%} | "
+            f"| {r['family']} | {r['filter']} | {r['model']} | {r['found']} | "
+            f"{r['flux bias']:+.1%} +- {r['flux bias se']:.1%} | "
+            f"{r['flux pull width']:.2f} +- {r['flux pull width se']:.2f} ({r['n']}) | "
+            f"{r['position (px)']:.3f} | {r['speed']:.1%} | "
             f"{r['ghosts per 100 bright']:.0f} ({r['ghosts']}/{r['bright']}) | {r['wrong velocity']} | "
             f"{r['false']} | {r['seconds']:.0f} | {r['stars'] if r['model'] == 'refined' else ''} |")
     return "\n".join(lines) + "\n"
@@ -269,6 +303,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ramps", type=int, default=3, help="ramps per family and filter")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS,
+                        help="detector models (default: all; 'refined' is the step's default)")
     parser.add_argument("--work", default="/tmp/jwst_asteroid_psf_families", help="scratch folder")
     parser.add_argument("--output", default=None, help="write the Markdown table here")
     args = parser.parse_args(argv)
@@ -278,12 +314,15 @@ def main(argv=None):
     for family in args.families:
         for filt in FILTERS:
             for index in range(args.ramps):
-                results += run_ramp(family, filt, index, refs)
+                results += run_ramp(family, filt, index, refs, args.models)
                 print(f"{family} {filt} ramp {index} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     text = markdown(summarise(results), args.ramps)
     print(text)
     if args.output:
         Path(args.output).write_text(text)
+        # The per-mover rows beside it, to re-derive any number of the table.
+        Table(rows=[m for r in results for m in r["movers"]]).write(
+            Path(args.output).with_suffix(".ecsv"), overwrite=True)
     return 0
 
 

@@ -76,8 +76,8 @@ class AsteroidDetectStep(Step):
         residual_flux_ratio = float(default=0.15, min=0, max=1)  # A detection with at most this fraction of a brighter one's flux, within residual_radius_fwhm of its track, is that one's unmodelled light and is dropped (0 keeps all)
         residual_radius_fwhm = float(default=4.0, min=0)  # Reach (PSF FWHMs) of a bright detection's unmodelled light
         search_backend = option('cpu', 'cupy', default='cpu')  # Where the search's scan runs: cpu (numba) or cupy (a CUDA GPU; the CPU, with a note, when none is available)
-        psf_fwhm = float(default=None, min=0)  # PSF core FWHM (px) of the gaussian model; default from the filter
-        psf_model = option('gaussian', 'instrument', default='gaussian')  # PSF of the search, the fit and the photometry: two Gaussians, or the PSF computed from JWST's optics for the filter (docs: the PSF page)
+        psf_fwhm = float(default=None, min=0)  # A core FWHM (px): use two Gaussians of that width instead of psf_model
+        psf_model = option('instrument', 'gaussian', default='instrument')  # PSF of the search, the fit and the photometry: the PSF computed from JWST's optics for the filter, or two Gaussians (docs: the PSF page)
         psf_file = string(default=None)  # A PSF FITS file (an ePSF with OVERSAMP, a photutils GriddedPSFModel, or stpsf calc_psf output); overrides psf_model
         psf_refine = boolean(default=True)  # Replace the PSF by an ePSF of the exposure's bright, isolated, unsaturated stars (photutils), normalised with the computed PSF's wing beyond 24 px or 6 FWHM; the model stays when no star is found or the model fits them
         min_ngroups = integer(default=5, min=3)  # Exposures with fewer groups are skipped

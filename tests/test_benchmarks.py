@@ -178,6 +178,28 @@ def test_psf_families_brighter_fatter_broadens_and_keeps_the_light():
     assert wider.enclosed == pytest.approx(psf.enclosed, rel=0.01)
 
 
+def test_psf_families_summary_pools_every_family_and_gives_standard_errors():
+    """A row of ~15 movers cannot pin a pull width to 0.8-1.25 (its scatter is ~0.3): each row
+    carries bootstrap errors, and a pooled row per filter and model measures them all."""
+    from benchmarks.psf_families import markdown, summarise
+
+    rng = np.random.default_rng(3)
+
+    def result(family, n=16):
+        movers = [{"family": family, "filter": "F770W", "model": "refined", "ramp": 0, "snr": 30.0,
+                   "found": True, "dflux": 0.01 * p, "pull_flux": p, "dpos": 0.01, "dspeed": 0.001}
+                  for p in rng.normal(size=n)]
+        return {"movers": movers, "ghosts": 0, "wrong_velocity": 0, "false": 0, "bright": 0,
+                "seconds": 1.0, "family": family, "filter": "F770W", "model": "refined"}
+
+    table = summarise([result("gaussian"), result("moffat")])
+    assert [r["family"] for r in table] == ["gaussian", "moffat", "every family"]
+    pooled = table[-1]
+    assert pooled["n"] == 32 and pooled["flux pull width se"] < table[0]["flux pull width se"]
+    assert 0.1 < table[0]["flux pull width se"] < 0.5 and 0 < table[0]["flux bias se"] < 0.01
+    assert "| every family | F770W | refined | 32/32 |" in markdown(table, 1)
+
+
 def test_crowded_scene_holds_galaxies_saturating_stars_and_movers_crossing_stars():
     """The crowded bench's sky: Sérsic galaxies with their flux, stars bright enough to
     saturate in 50 FULL groups, and the first movers on bright stars."""

@@ -17,8 +17,11 @@ from jwst_asteroid_step.timebase import difference_intervals
 from .conftest import open_real_ramp
 
 SAT = dqflags.group["SATURATED"]
+# The two Gaussians hold all their light in the rendered box, so charge is flux x time exactly
+# (the computed PSF's grid holds 93 % of it).
+GAUSSIANS = psf_for_filter("F770W", model="gaussian")
 QUIET = dict(read_noise_cds=0.0, poisson=False, cosmic_ray_rate=0.0, shower_rate=0.0,
-             background=0.0, stars=0)
+             background=0.0, stars=0, psf=GAUSSIANS)
 
 
 def _snapshot(model):
@@ -38,7 +41,7 @@ def test_charge_injection_adds_flux_times_time(poisson):
     before = _snapshot(base)
     vx = 1.0 / gt  # leaves the array through the right edge mid-ramp
     movers = [Mover(60.0, 64.0, 0.3 / gt, -0.2 / gt, flux), Mover(120.0, 30.0, vx, 0.0, flux)]
-    new, truth = inject_movers(base, movers, poisson=poisson, seed=1)
+    new, truth = inject_movers(base, movers, poisson=poisson, seed=1, psf=GAUSSIANS)
     _assert_unchanged(base, before)
     added = new.data[0].astype(float) - base.data[0]
     assert np.all(added[0] == 0)  # read 0 holds no charge
@@ -131,7 +134,7 @@ def test_shift_method_conserves_flux_and_moves_the_centroid(interpolation):
     gt = base.meta.exposure.group_time
     vx, vy = 0.2 / gt, -0.1 / gt
     new, truth = shift_inject(base, (36.3, 30.6), (vx, vy), t_ref=0.0,
-                              interpolation=interpolation)
+                              interpolation=interpolation, psf=GAUSSIANS)
     _assert_unchanged(base, before)
     total_before = float(np.sum(base.data[0, -1].astype(float) - base.data[0, 0]))
     total_after = float(np.sum(new.data[0, -1].astype(float) - new.data[0, 0]))
@@ -152,10 +155,10 @@ def test_shift_method_conserves_flux_and_moves_the_centroid(interpolation):
 def test_shift_method_inserts_a_copy_elsewhere():
     base, _ = simulate_ramp(subarray="SUB64", ngroups=20, stars=[Star(20.0, 20.0, 2e4)],
                             read_noise_cds=7.0, background=5.0, cosmic_ray_rate=0.0,
-                            shower_rate=0.0, seed=8)
+                            shower_rate=0.0, seed=8, psf=GAUSSIANS)
     gt = base.meta.exposure.group_time
     new, truth = shift_inject(base, (20.0, 20.0), (0.1 / gt, 0.0), to=(50.0, 40.0), t_ref=0.0,
-                              interpolation="integer")
+                              interpolation="integer", psf=GAUSSIANS)
     assert not truth.meta["remove_source"]
     # The star stays; its moving copy adds its charge near (50, 40).
     np.testing.assert_array_equal(new.data[0, :, 10:30, 10:30], base.data[0, :, 10:30, 10:30])

@@ -363,7 +363,7 @@ def test_the_fast_windows_snr_has_unit_spread_in_noise_at_every_speed(filter_nam
 
     psf, n_diff, size, window, sky = psf_for_filter(filter_name), 60, 140, 12, 5.0 * GT
     basis = trend_basis(n_diff, 0)
-    prof = mf._core_profiles(psf, int(np.ceil(3.0 * psf.components[0][1])))[0].astype(np.float32)
+    prof = mf._core_profiles(psf, int(np.ceil(3.0 * psf.core_sigma)))[0].astype(np.float32)
     planes = mf._model_noise_planes(n_diff, size, RN, sky / GAIN, basis, prof, seed=11)
     speed_norm = mf._speed_normalisation(psf, n_diff, np.ones(n_diff, bool), sky, RN, GAIN, 3.0, basis,
                                          sampled=True)

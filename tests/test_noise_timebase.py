@@ -134,7 +134,7 @@ def test_t_int_to_mjd_converts_seconds_to_days():
 # --- mover model -------------------------------------------------------------------
 
 GROUP_TIME = 2.77504
-PSF = psf_for_filter("F770W")
+PSF = psf_for_filter("F770W", model="gaussian")  # holds all its light: charge is flux x time exactly
 
 
 def render_track(vx, vy, n_groups=21, size=81, x_ref=40.0, y_ref=40.0, flux=1000.0, n_sub=None):

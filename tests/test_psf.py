@@ -38,7 +38,7 @@ def measured_fwhm(psf, oversample=50):
 
 @pytest.mark.parametrize("filter_name", sorted(FILTER_FWHM))
 def test_pixel_fractions_in_big_box_sum_to_one(filter_name):
-    psf = psf_for_filter(filter_name)
+    psf = psf_for_filter(filter_name, model="gaussian")
     sigma_wing = max(s for _, s in psf.components)
     img = box_image(psf, int(np.ceil(7 * sigma_wing)), x0=0.3, y0=-0.2)
     assert img.sum() == pytest.approx(1.0, abs=1e-6)
@@ -46,7 +46,7 @@ def test_pixel_fractions_in_big_box_sum_to_one(filter_name):
 
 @pytest.mark.parametrize("half", [1, 3, 6])
 def test_pixel_fractions_sum_to_one_minus_flux_outside_box(half):
-    psf = psf_for_filter("F1500W")
+    psf = psf_for_filter("F1500W", model="gaussian")
     # Analytic flux inside a (2 half + 1)-pixel square box around a centred source.
     inside = sum(
         frac * erf((half + 0.5) / (np.sqrt(2) * sigma)) ** 2 for frac, sigma in psf.components
@@ -57,12 +57,12 @@ def test_pixel_fractions_sum_to_one_minus_flux_outside_box(half):
 
 @pytest.mark.parametrize("filter_name", sorted(FILTER_FWHM))
 def test_radius_box_holds_more_than_99_percent(filter_name):
-    psf = psf_for_filter(filter_name)
+    psf = psf_for_filter(filter_name, model="gaussian")
     assert box_image(psf, psf.radius).sum() > 0.99
 
 
 def test_pixel_fractions_are_positive_and_peak_at_source():
-    psf = psf_for_filter("F770W")
+    psf = psf_for_filter("F770W", model="gaussian")
     img = box_image(psf, 8)
     assert np.all(img > 0)
     assert np.unravel_index(np.argmax(img), img.shape) == (8, 8)
@@ -72,7 +72,7 @@ def test_pixel_fractions_are_positive_and_peak_at_source():
 
 
 def test_render_of_static_source_equals_pixel_fraction():
-    psf = psf_for_filter("F1000W")
+    psf = psf_for_filter("F1000W", model="gaussian")
     x_grid = np.arange(10.0, 30.0)
     y_grid = np.arange(-5.0, 12.0)
     xs = np.full((1, 7), 19.37)
@@ -84,7 +84,7 @@ def test_render_of_static_source_equals_pixel_fraction():
 
 
 def test_render_averages_over_sub_samples():
-    psf = psf_for_filter("F560W")
+    psf = psf_for_filter("F560W", model="gaussian")
     grid = np.arange(-10.0, 11.0)
     xs = np.array([[-1.0, 2.5], [0.0, 0.0]])
     ys = np.array([[0.5, -3.0], [1.0, 1.0]])
@@ -102,7 +102,7 @@ def test_render_averages_over_sub_samples():
 
 
 def test_pixel_fraction_is_symmetric():
-    psf = psf_for_filter("F1280W")
+    psf = psf_for_filter("F1280W", model="gaussian")
     rng = np.random.default_rng(1)
     dx, dy = rng.uniform(-8, 8, (2, 200))
     p = psf.pixel_fraction(dx, dy)
@@ -112,7 +112,7 @@ def test_pixel_fraction_is_symmetric():
 
 
 def test_rendered_image_of_centred_source_is_symmetric():
-    psf = psf_for_filter("F2100W")
+    psf = psf_for_filter("F2100W", model="gaussian")
     img = box_image(psf, 12)
     np.testing.assert_allclose(img, img[::-1, :], rtol=1e-12)
     np.testing.assert_allclose(img, img[:, ::-1], rtol=1e-12)
@@ -124,7 +124,7 @@ def test_rendered_image_of_centred_source_is_symmetric():
 
 @pytest.mark.parametrize("filter_name", sorted(FILTER_FWHM))
 def test_core_fwhm_matches_filter_table(filter_name):
-    psf = psf_for_filter(filter_name)
+    psf = psf_for_filter(filter_name, model="gaussian")
     core_only = PSFModel(psf.fwhm, wing_fraction=0.0)
     assert measured_fwhm(core_only) == pytest.approx(FILTER_FWHM[filter_name], rel=2e-3)
 
@@ -132,7 +132,7 @@ def test_core_fwhm_matches_filter_table(filter_name):
 @pytest.mark.parametrize("filter_name", sorted(FILTER_FWHM))
 def test_fwhm_with_wings_stays_close_to_filter_table(filter_name):
     # The faint, broad wing lifts the half-maximum level only slightly.
-    psf = psf_for_filter(filter_name)
+    psf = psf_for_filter(filter_name, model="gaussian")
     assert measured_fwhm(psf) == pytest.approx(FILTER_FWHM[filter_name], rel=0.01)
 
 
@@ -186,11 +186,11 @@ def test_explicit_bad_psf_fwhm_raises():
 
 @pytest.mark.parametrize("filter_name", sorted(FILTER_FWHM))
 def test_psf_for_filter_uses_filter_table(filter_name):
-    assert psf_for_filter(filter_name).fwhm == FILTER_FWHM[filter_name]
+    assert psf_for_filter(filter_name, model="gaussian").fwhm == FILTER_FWHM[filter_name]
 
 
 def test_psf_for_filter_is_case_insensitive():
-    assert psf_for_filter("f770w") == psf_for_filter("F770W")
+    assert psf_for_filter("f770w", model="gaussian") == psf_for_filter("F770W", model="gaussian")
 
 
 def test_explicit_fwhm_overrides_filter():

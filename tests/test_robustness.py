@@ -338,7 +338,7 @@ def test_skip_filter_without_psf(filter_name, ramp, offline_refs):
     # Missing filter: tests/test_step.py::test_skip_unknown_filter
     model, _ = ramp
     model.meta.instrument.filter = filter_name
-    _skipped(_call(model, offline_refs), f"No PSF width is known for filter '{filter_name}'", "psf_fwhm")
+    _skipped(_call(model, offline_refs), f"No PSF is known for filter '{filter_name}'", "psf_fwhm")
 
 
 def test_garbage_group_time_in_file(ramp, offline_refs, tmp_path):

@@ -221,15 +221,17 @@ def test_static_level_of_each_pixel_is_fitted():
     # Each pixel's constant level (sky, star, dark) is a free parameter of the
     # fit, so a background given 10 DN per difference too high everywhere only
     # costs shot-noise weights, not flux.
-    n_groups, box = 61, 80
+    n_groups, box = 61, 120  # the 55 px track and the PSF's 49 px grid within the box
     t_ref = 0.5 * difference_intervals(n_groups, GT)[1][-1]
-    truth = dict(x=40.3, y=39.6, vx=0.9 / GT, vy=0.3 / GT, flux=300.0)
+    truth = dict(x=60.3, y=59.6, vx=0.9 / GT, vy=0.3 / GT, flux=300.0)
     cube = expected_cube(truth, n_groups=n_groups, box=box)
     wrong = np.full((box, box), 5.0 * GT + 10.0)
-    guess = Track(x=40.6, y=39.4, vx=truth["vx"] * 1.05, vy=truth["vy"] * 0.95, t_ref=t_ref,
+    guess = Track(x=60.6, y=59.4, vx=truth["vx"] * 1.05, vy=truth["vy"] * 0.95, t_ref=t_ref,
                   t_first=0.0, t_last=2 * t_ref, inliers=np.zeros(0, bool))
     result = fit_moving_psf(cube, np.zeros(cube.shape, bool), wrong, RN, GAIN, GT, PSF, guess)
-    assert result.flux == pytest.approx(truth["flux"], rel=1e-3)
+    # 0.14 % low: the computed PSF's far wing, outside the model's reach near the path, is left
+    # to each pixel's level (as in test_noise_free_fit_recovers_mover).
+    assert result.flux == pytest.approx(truth["flux"], rel=3e-3)
 
 
 @pytest.mark.parametrize("trend_order", [0, 1])
@@ -317,11 +319,14 @@ def pulls():
     50 draws measure a pull width to +-0.10, so the 0.7-1.4 bounds sit 3 and
     4 standard errors from 1.
     """
-    cube = expected_cube()
+    # A box the PSF's 49 px grid fits in: a smaller one cuts the wings and biases the flux.
+    box, shift = 64, 16.0
+    at = dict(TRUTH, x=TRUTH["x"] + shift, y=TRUTH["y"] + shift)
+    cube = expected_cube(at, box=box)
     rows = []
     for seed in range(50):
-        r = fit(noisy(cube, seed))
-        x, y = true_position(r.t_ref)
+        r = fit(noisy(cube, seed), background=np.full((box, box), 5.0 * GT), guess=rough_guess(at))
+        x, y = true_position(r.t_ref, at)
         truth = np.array([x, y, TRUTH["vx"], TRUTH["vy"], TRUTH["flux"]])
         rows.append((np.array([r.x, r.y, r.vx, r.vy, r.flux]) - truth) / r.errors)
     return np.array(rows)
@@ -496,7 +501,9 @@ def test_find_movers_measures_a_bright_mover_faster_than_the_search_from_its_fla
     n_groups, box, v = 40, 160, (3.1 / GT, 1.2 / GT)
     t0, t1 = difference_intervals(n_groups, GT)
     grid = np.arange(box, dtype=float)
-    charge = 5.0 * GT + mover_differences(80.0, 70.0, *v, 90.0, 0.5 * t1[-1], t0, t1, psf, grid, grid)
+    # As faint as the flags still find it with the computed PSF (the two Gaussians' core holds
+    # more of the light: 90 DN/s was enough for them).
+    charge = 5.0 * GT + mover_differences(80.0, 70.0, *v, 110.0, 0.5 * t1[-1], t0, t1, psf, grid, grid)
     rng = np.random.default_rng(8)
     diff = rng.poisson(charge * GAIN) / GAIN + np.diff(rng.normal(0.0, RN / np.sqrt(2.0), (n_groups, box, box)),
                                                         axis=0)
@@ -515,7 +522,7 @@ def test_find_movers_measures_a_bright_mover_faster_than_the_search_from_its_fla
     assert abs(row["vx"] - v[0]) < 0.02 * v[0] and abs(row["vy"] - v[1]) < 0.05 * v[1]
     t = row["t_int"] - 0.5 * t1[-1]
     assert abs(row["x"] - (80.0 + v[0] * t)) < 0.2 and abs(row["y"] - (70.0 + v[1] * t)) < 0.2
-    assert row["flux"] == pytest.approx(90.0, rel=0.05)
+    assert row["flux"] == pytest.approx(110.0, rel=0.05)
     assert row["trail_in_group"]
 
 

@@ -15,9 +15,9 @@ touching the input:
     the read is clipped and flagged SATURATED from then on; a pixel already
     saturated in the input is left as it was.
 
-    Limits: the source is only as real as the PSF model (a double Gaussian, no
-    diffraction spikes or undersampling structure at F560W, no brighter-fatter or
-    nonlinearity, no IPC); the added charge is perfectly linear on top of a
+    Limits: the source is only as real as the PSF model (by default the PSF computed
+    from JWST's optics, cruciform included; no brighter-fatter or nonlinearity, no
+    IPC); the added charge is perfectly linear on top of a
     possibly non-linear input; the injected SNR uses the diagonal noise model
     (read noise of adjacent differences is in fact anti-correlated, see the tests)
     and a background estimated from the data, which cosmic rays, stars or a real
@@ -340,8 +340,8 @@ def inject_movers(
         Raw saturation level (DN, bias included).
     filter : str, optional
         Filter for the PSF when the ramp has no ``meta.instrument.filter``.
-    psf : PSFModel, optional
-        Overrides the filter's PSF.
+    psf : PSFModel or SeparablePSF, optional
+        Overrides the filter's default PSF (:func:`~jwst_asteroid_step.psf.psf_for_filter`).
     group_time : float, optional
         Overrides ``meta.exposure.group_time``.
     assume_edge_flags : {"auto", True, False}
@@ -409,7 +409,10 @@ def inject_movers(
             patches, x_ref, y_ref = ramp.patches(m, i, flux)
             for p in patches:
                 g = gain_b[p.y0 : p.y1, p.x0 : p.x1][None]
-                charge = rng.poisson(p.data * g) / g if poisson else p.data.copy()
+                # A separable PSF's truncated terms ripple slightly below zero far out.
+                charge = np.maximum(p.data, 0.0)
+                if poisson:
+                    charge = rng.poisson(charge * g) / g
                 added.append((p, charge))
             snr_i, snr_opt, snr_mov = _snrs(patches, background[i - 1], snr_gdq[i - 1],
                                    edge_valid[i - 1], ramp.usable, rn_b, gain_b)

@@ -136,7 +136,7 @@ def mover_patches(x_ref, y_ref, vx, vy, flux, t_ref, t0, t1, psf, shape, sensiti
     t0, t1 : ndarray, shape (K,)
         Group-difference intervals (s), from
         :func:`~jwst_asteroid_step.timebase.difference_intervals`.
-    psf : PSFModel
+    psf : PSFModel or SeparablePSF
         The PSF.
     shape : tuple of int
         ``(ny, nx)`` of the array.
@@ -420,7 +420,8 @@ def simulate_ramp(
     ngroups, nints : int
         Groups per integration and integrations.
     filter : str
-        Imager filter; sets the PSF (:func:`~jwst_asteroid_step.psf.psf_for_filter`).
+        Imager filter; sets the PSF (:func:`~jwst_asteroid_step.psf.psf_for_filter`: the
+        PSF computed from JWST's optics).
     readpatt : str
         ``FAST``, ``FASTR1``, ``SLOW`` or ``SLOWR1``.
     group_time : float, optional
@@ -654,6 +655,8 @@ def simulate_ramp(
                     charge[p.k0 : p.k1, ya - r0 : yb - r0, p.x0 : p.x1] += p.data[
                         :, ya - p.y0 : yb - p.y0, :
                     ]
+            # A separable PSF's truncated terms ripple slightly below zero far out; light cannot.
+            np.maximum(charge, 0.0, out=charge)
             if poisson:
                 charge *= gain
                 charge[:] = rng.poisson(charge)
