@@ -163,6 +163,7 @@ def markdown(results, ramps):
     for model in [m for m in MODELS if any(r["model"] == m for r in results)]:
         rs = [r for r in results if r["model"] == model]
         n_false = sum(r["false"] for r in rs)
+        stars = f"{np.mean([r['refinement_stars'] for r in rs]):.1f}" if model == "refined" else ""
         lines.append(
             f"| {model} | {sum(r['found'] for r in rs)}/{sum(r['movers'] for r in rs)} | "
             f"{sum(r['found_crossing'] for r in rs)}/{sum(r['crossing'] for r in rs)} | "
@@ -170,7 +171,7 @@ def markdown(results, ramps):
             f"{sum(r['wrong_velocity'] for r in rs)} | {n_false} | "
             f"{n_false / len(rs):.2f} (< {upper_limit(n_false) / len(rs):.2f}) | "
             f"{sum(r['seconds'] for r in rs) / sum(r['jwst_seconds'] for r in rs):.2f} | "
-            f"{np.mean([r['refinement_stars'] for r in rs]) if model == 'refined' else ''} |")
+            f"{stars} |")
     return "\n".join(lines) + "\n"
 
 

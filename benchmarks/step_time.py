@@ -26,7 +26,7 @@ from .performance import PERF_SETTINGS, _measure, _ramp, _step_overrides
 from .recovery import BASE_SEED
 
 
-def time_step(ngroups, repeats, subarray="FULL", progress=print):
+def time_step(ngroups, repeats, subarray="FULL", progress=print, step_pars=None):
     """Time jwst's jump and ramp_fit and ``asteroid_detect`` (default and fast search) on one ramp.
 
     Returns
@@ -35,6 +35,7 @@ def time_step(ngroups, repeats, subarray="FULL", progress=print):
         One per repeat: seconds of ``jump`` (the same every repeat), ``ramp_fit``,
         ``default`` (with the fast search), ``no_fast`` (``fast_search=False``), and
         the ratios ``default_ratio`` and ``no_fast_ratio`` to jump + ramp_fit.
+        ``step_pars`` (a dict) are passed to every step call, e.g. ``{"psf_model": "gaussian"}``.
     """
     from jwst.jump import JumpStep
     from jwst.ramp_fitting import RampFitStep
@@ -48,6 +49,7 @@ def time_step(ngroups, repeats, subarray="FULL", progress=print):
         configure_offline_crds(Path(tmp) / "crds")
         refs = build_references(Path(tmp) / "refs")
         over, jwst_over = _step_overrides(AsteroidDetectStep, refs), refs.overrides("gain", "readnoise")
+        over.update(step_pars or {})
         small, _ = simulate_ramp(subarray="SUB64", ngroups=10, stars=0, seed=1)
         small = JumpStep.call(small, **jwst_over)
         for fast in (False, True):
@@ -76,11 +78,14 @@ def main(argv=None):
     parser.add_argument("--ngroups", type=int, nargs="+", default=[100])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--subarray", default="FULL")
+    parser.add_argument("--set", nargs="*", default=[], metavar="PAR=VALUE",
+                        help="step parameters for every call, e.g. psf_model=gaussian (the default before session 17)")
     args = parser.parse_args(argv)
+    step_pars = dict(item.split("=", 1) for item in args.set)
     logging.disable(logging.WARNING)  # jwst and stpipe log every step at INFO
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     for ng in args.ngroups:
-        rows = time_step(ng, args.repeats, args.subarray)
+        rows = time_step(ng, args.repeats, args.subarray, step_pars=step_pars)
         med = {k: float(np.median([r[k] for r in rows])) for k in ("ramp_fit", "default", "no_fast",
                                                                      "default_ratio", "no_fast_ratio")}
         print(f"{ng} groups, median of {len(rows)}: ramp_fit {med['ramp_fit']:.1f} s, "
