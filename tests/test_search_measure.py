@@ -221,12 +221,12 @@ def test_static_level_of_each_pixel_is_fitted():
     # Each pixel's constant level (sky, star, dark) is a free parameter of the
     # fit, so a background given 10 DN per difference too high everywhere only
     # costs shot-noise weights, not flux.
-    n_groups, box = 61, 120  # the 55 px track and the PSF's 49 px grid within the box
+    n_groups, box = 61, 80
     t_ref = 0.5 * difference_intervals(n_groups, GT)[1][-1]
-    truth = dict(x=60.3, y=59.6, vx=0.9 / GT, vy=0.3 / GT, flux=300.0)
+    truth = dict(x=40.3, y=39.6, vx=0.9 / GT, vy=0.3 / GT, flux=300.0)
     cube = expected_cube(truth, n_groups=n_groups, box=box)
     wrong = np.full((box, box), 5.0 * GT + 10.0)
-    guess = Track(x=60.6, y=59.4, vx=truth["vx"] * 1.05, vy=truth["vy"] * 0.95, t_ref=t_ref,
+    guess = Track(x=40.6, y=39.4, vx=truth["vx"] * 1.05, vy=truth["vy"] * 0.95, t_ref=t_ref,
                   t_first=0.0, t_last=2 * t_ref, inliers=np.zeros(0, bool))
     result = fit_moving_psf(cube, np.zeros(cube.shape, bool), wrong, RN, GAIN, GT, PSF, guess)
     # 0.14 % low: the computed PSF's far wing, outside the model's reach near the path, is left
