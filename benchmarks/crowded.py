@@ -37,12 +37,12 @@ from scipy.stats import chi2
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
-from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, instrument_psf, psf_for_filter
-from jwst_asteroid_step.psf.refine import refine_for_ramp
+from jwst_asteroid_step.psf import instrument_psf
 from jwst_asteroid_step.simulate import Mover, Star, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
 from jwst_asteroid_step.simulate.scene import default_background, render_stars
 
+from .psf_families import MODELS, detector_psf
 from .recovery import GAIN, READ_NOISE, match, offline_references
 
 FILTER, NGROUPS, SHAPE = "F770W", 50, (1024, 1032)
@@ -52,7 +52,6 @@ GALAXY_FLUX = (10.0, 3000.0)
 SNR_RANGE = (10.0, 100.0)
 SPEED_RANGE = (0.02, 0.45)  # px/group
 BASE_SEED = 41000
-MODELS = ("gaussian", "instrument", "refined")
 X_RANGE = (8.0, 1020.0)  # the light-sensitive columns, clear of the reference pixels
 
 
@@ -121,13 +120,9 @@ def run_ramp(index, refs, models=MODELS):
     out = []
     for model in models:
         t0 = time.perf_counter()
-        detector, n_stars = psf, 0
-        if model == "gaussian":
-            detector = PSFModel(FILTER_FWHM[FILTER])
-        elif model == "refined":  # the step's default; the refinement's own cost is in the time
-            detector, info = refine_for_ramp(psf_for_filter(FILTER), jump.data, jump.groupdq, jump.pixeldq,
-                                             FILTER)
-            n_stars = info.n_stars
+        # The refinement's own cost is in the time; its stars are counted, used or not.
+        detector, info = detector_psf(model, FILTER, jump)
+        n_stars = info.n_stars if info else 0
         det, _ = find_movers(jump.data, jump.groupdq, jump.pixeldq, gt, detector, READ_NOISE, GAIN, DetectionConfig())
         seconds = time.perf_counter() - t0
         truth_det, _, status = match(det, truth, max(2.0, psf.fwhm))
