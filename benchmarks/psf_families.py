@@ -13,11 +13,12 @@ Families (what the sky is rendered with):
   (:func:`jwst_asteroid_step.psf.instrument_psf`), the detector's default model: matched;
 - ``moffat``: circular Moffat profiles, beta 2 and 4 alternating by ramp, at the flight FWHM;
 - ``fwhm+10%``, ``fwhm-10%``: the two Gaussians with their FWHM off by 10 %;
-- ``brighter-fatter``: the computed PSF, broadened for bright sources as charge spreads
-  in a full pixel: the FWHM grows by ``BFE_GROWTH`` (10 %) at 40 000 DN in the brightest pixel,
-  in proportion to its charge (an assumption of the bench, of the size Argyriou et al. 2023
-  report for MIRI). Movers, whose charge spreads along their track, stay nominal; the bright
-  stars the refinement learns from are 2.5-5 % broader.
+- ``brighter-fatter``: the computed PSF, broadened as charge collects in a pixel and pushes
+  later charge to its neighbours (Argyriou et al. 2023): each group's light from a bright
+  star lands with a FWHM grown by ``BFE_GROWTH`` (20 %) per 40 000 DN its brightest pixel has
+  collected so far, so the PSF widens up the ramp (an assumption of the bench, linear in the
+  FWHM). The bench's bright stars end their ramps 5-10 % broader and are 2.5-5 % broader in
+  the rate image; movers, whose charge spreads along their track, stay nominal.
 
 Detector models: ``gaussian`` (the two Gaussians), ``instrument`` (the computed PSF, the default
 model), and ``refined``: the default model refined from the ramp's own stars where they disagree
@@ -69,7 +70,7 @@ SPEED_RANGE = (0.05, 0.45)  # px/group, within the default search
 # Isolated, for the refinement: their boxes (6 FWHM at F2100W) and a margin fit in SUB256.
 BRIGHT_STARS = ((53.0, 53.0), (203.0, 203.0), (53.0, 203.0))
 STAR_PEAK_DN = (10000.0, 20000.0)  # their brightest pixel's charge over the ramp
-BFE_GROWTH = 0.10  # brighter-fatter family: FWHM growth at 40 000 DN in the brightest pixel
+BFE_GROWTH = 0.20  # brighter-fatter family: FWHM growth per 40 000 DN collected in the brightest pixel
 BASE_SEED = 23000
 
 
@@ -120,16 +121,38 @@ def broadened(psf, growth):
     return SeparablePSF(grid, psf.oversample, name=f"{psf.name} broadened {growth:.1%}")
 
 
-def bright_star_image(family, psf, rng, ramp_seconds, shape=(256, 256)):
-    """Count rate (DN/s) of the isolated stars the refinement uses, peaks in :data:`STAR_PEAK_DN`."""
-    image = np.zeros(shape)
+def bright_stars(psf, rng, ramp_seconds):
+    """The isolated stars the refinement uses, and the charge of their brightest pixel (DN)."""
     peak = float(psf.pixel_fraction(0.0, 0.0))
+    stars = []
     for x, y in BRIGHT_STARS:
         peak_dn = rng.uniform(*STAR_PEAK_DN)
-        star = Star(x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5), peak_dn / (peak * ramp_seconds))
-        own = broadened(psf, BFE_GROWTH * peak_dn / 40000.0) if family == "brighter-fatter" else psf
-        image += render_stars([star], shape, own)
-    return image
+        stars.append((Star(x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5), peak_dn / (peak * ramp_seconds)),
+                      peak_dn))
+    return stars
+
+
+def brighter_fatter_reads(psf, stars, ngroups, group_time, shape, gain, rng):
+    """Reads (DN, shot noise included) of stars whose PSF widens as their pixels fill.
+
+    The light of group difference ``k`` lands with the FWHM grown by :data:`BFE_GROWTH` per
+    40 000 DN that the star's brightest pixel has collected by the middle of that difference.
+
+    Returns
+    -------
+    ndarray, shape (ngroups, ny, nx)
+        Read 0 is zero.
+    """
+    reads = np.zeros((ngroups,) + shape)
+    ramp_seconds = ngroups * group_time
+    for star, peak_dn in stars:
+        for k in range(1, ngroups):
+            collected = peak_dn * (k - 0.5) * group_time / ramp_seconds
+            light = render_stars([Star(star.x, star.y, star.flux * group_time)], shape,
+                                 broadened(psf, BFE_GROWTH * collected / 40000.0))
+            reads[k] += np.maximum(light, 0.0)
+    reads = rng.poisson(reads * gain) / gain  # each difference's shot noise
+    return np.cumsum(reads, axis=0)
 
 
 def bench_ramp(family, filter_name, index):
@@ -140,10 +163,17 @@ def bench_ramp(family, filter_name, index):
     rng = np.random.default_rng(seed)
     psf = render_psf(family, filter_name, index)
     movers = _movers(rng, psf, filter_name, ngroups, gt)
-    sky = default_background(filter_name) + bright_star_image(family, psf, rng, ngroups * gt)
+    stars = bright_stars(psf, rng, ngroups * gt)
+    shape = (256, 256)
+    sky = default_background(filter_name)
+    if family != "brighter-fatter":
+        sky = sky + render_stars([star for star, _ in stars], shape, psf)
     ramp, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, filter=filter_name, movers=movers,
                                 stars=5, background=sky, psf=psf, bad_pixels="cdp7", read_noise_cds=READ_NOISE,
                                 gain=GAIN, seed=seed)
+    if family == "brighter-fatter":
+        ramp.data[0] += brighter_fatter_reads(psf, stars, ngroups, gt, shape, GAIN,
+                                              np.random.default_rng(seed + 1)).astype(np.float32)
     return ramp, truth, psf
 
 

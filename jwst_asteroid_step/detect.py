@@ -26,6 +26,7 @@ from astropy.table import Table
 
 from .config import DetectionConfig
 from .measure.moving_psf import MAX_BOX_RADIUS, fit_moving_psf
+from .psf.brighter_fatter import broadening_trends, subtract_broadening_trends
 from .ramp.differences import IntegrationDifferences, group_differences, jump_cells, pixel_mean_rate
 from .ramp.events import (
     COSMIC_RAY, EVENT_KINDS, MOVER, PIXEL_NOISE, SHOWER, classify_events, cluster_cells, link_instants,
@@ -209,6 +210,11 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     # the slow noise exceeds the model (1 for ramps the model describes).
     n_lead, n_trail = edge_transients(diffs.diff, exclude, sigma)
     _set_aside(exclude, (), n_lead, n_trail)
+    # Bright stars broaden as their pixels fill: their cores fade and their rings brighten,
+    # light changing in time that the search would take for slow movers beside them.
+    broadening = broadening_trends(diffs.diff, exclude, background, sigma, psf)
+    subtract_broadening_trends(diffs.diff, broadening, psf)
+    counts["n_broadening_stars"] = len(broadening)
     trend_order, drift = _trend_order(diffs.diff, exclude, background, read_noise, gain, config)
     scale = np.maximum(*(noise_scale(diffs.diff, exclude, background, read_noise, gain, length=n,
                                      trend_order=trend_order) for n in (5, 20)))
@@ -255,6 +261,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
         # from the ramp, with the objects measured so far taken out.
         diffs.diff = None  # the spent planes go before the differences come back
         diffs.diff = group_differences(sci, groupdq, pixeldq)
+        subtract_broadening_trends(diffs.diff, broadening, psf)
         sigma = _difference_sigma(background, read_noise, gain)
         for fit, _ in fits:
             _remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)

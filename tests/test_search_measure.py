@@ -669,3 +669,31 @@ def test_a_fit_is_on_a_candidates_path_only_near_where_it_puts_the_source_then()
     assert _on_path(fit, 100.0, 50.0, 30.0, tolerance_px=3.0)
     assert _on_path(fit, 70.0 + 2.0, 55.0, 40.0, tolerance_px=3.0)
     assert not _on_path(fit, 100.0, 50.0, 40.0, tolerance_px=3.0)  # the source has moved on by then
+
+
+def test_a_mover_crossing_a_star_keeps_its_speed_though_the_mean_image_holds_the_star():
+    # A sub-PSF candidate's flux comes from the mean image's photometry at the track's
+    # middle; where the track crosses a star that photometry is the star's, 40 times the
+    # mover's, and flux x speed turned it into a speed of a tenth (its core saturated, the
+    # differences there say nothing). The differences alone still tell a 3 px crossing from
+    # a static source: the photometry is dropped, the speed kept.
+    from jwst_asteroid_step.measure import moving_psf
+
+    n_groups, box = 50, 64  # the photometry's box is 53 px wide at F770W
+    t0, t1 = difference_intervals(n_groups, GT)
+    truth = {"x": 32.3, "y": 31.6, "vx": 0.075 / GT, "vy": -0.02 / GT, "flux": 200.0}
+    star = 8000.0 * GT * PSF.pixel_fraction(np.arange(box)[None, :] - 32.0, np.arange(box)[:, None] - 31.8)
+    cube = expected_cube(truth, n_groups=n_groups, box=box) + star[None]
+    speed = np.hypot(truth["vx"], truth["vy"])
+    guess = Track(x=32.2, y=31.7, vx=0.01 * truth["vx"], vy=0.01 * truth["vy"], t_ref=0.5 * t1[-1],
+                  t_first=t0[0], t_last=t1[-1], inliers=np.zeros(0, bool))
+    diff = noisy(cube, 7)
+    saturated = np.cumsum(cube, axis=0) > 40000.0  # the star's core fills its pixels
+    diff[saturated] = np.nan
+    args = (diff, saturated, np.nanmean(diff, axis=0), RN, GAIN, GT, PSF, guess)
+    fit = fit_moving_psf(*args, flux_from_mean_image=True)
+    assert abs(np.hypot(fit.vx, fit.vy) / speed - 1) < 0.1 and abs(fit.flux / truth["flux"] - 1) < 0.15
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(moving_psf, "PRIOR_CONFLICT_CHI2", np.inf)
+        held = fit_moving_psf(*args, flux_from_mean_image=True)
+    assert np.hypot(held.vx, held.vy) / speed < 0.5 and held.flux > 3 * truth["flux"]

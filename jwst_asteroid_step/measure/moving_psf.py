@@ -180,6 +180,12 @@ def _whiten_near(values, near_at, full, row_off, t_off, diag, off, u, gram_inv, 
 #: of calls.
 _MAX_REDUCED = 8
 
+#: How much better (chi-square of the differences) a fit without the mean image's flux must
+#: explain them than the fit with it for the photometry to be dropped (5 sigma): near a
+#: star the photometry measures the star, and the flux x speed the differences fix turns
+#: that into a speed near zero.
+PRIOR_CONFLICT_CHI2 = 25.0
+
 #: Largest half-size (px) of a box the photometry and the subtraction of a fitted source use:
 #: the double-Gaussian model's at F2550W. The computed grids reach 8 FWHM (59 px at F2550W)
 #: for the refinement's wing (psf.refine), where a source leaves ~1e-5 of its light a pixel.
@@ -538,7 +544,10 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         Also fit the PSF-weighted photometry of ``background`` (each pixel's mean
         difference) at the guess's mid-integration position, for a source that
         crosses less than its PSF: the profiled differences fix only its
-        ``flux x speed``.  Meaningless where other light shares the spot.
+        ``flux x speed``.  Where other light shares the spot (a star the source
+        crosses), the differences say so: a fit without the photometry, started
+        faster and fainter along the same line, that explains them better by
+        :data:`PRIOR_CONFLICT_CHI2` replaces it.
 
     Returns
     -------
@@ -601,6 +610,12 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         if cells is None:
             return None
 
+    if prior is not None and (free := _free_of_prior(cells, p0, t_ref)) is not None:
+        prior, p0 = None, free
+        cells = cells_along(p0)
+        if cells is None:
+            return None
+
     # Second pass: Poisson noise of the source itself, and drop cells the model
     # cannot explain (unflagged cosmic rays near the track).
     model = _reweight(cells, p0, t_ref, read_noise, gain)
@@ -655,6 +670,25 @@ def _least_squares(cells, p0, t_ref, prior=None):
         return np.vstack([j, np.zeros((pad, p0.size))] + ([] if prior is None else [prior.jacobian(p)]))
 
     return least_squares(residual, p0, jac=jacobian, x_scale="jac", method="lm")
+
+
+def _free_of_prior(cells, p, t_ref, speedups=(3.0, 10.0, 30.0)):
+    """A fit of the differences alone that explains them far better than ``p`` does, or None.
+
+    ``p`` was fitted with the mean image's photometry, which fixes the flux where the
+    differences fix only ``flux x speed``. Fits without it start along the same line,
+    ``speedups`` times faster and as many times fainter (the same ``flux x speed``).
+    """
+    def chi2(q):
+        r = cells.data_w - cells.whitened(cells.model_near(q, t_ref))
+        return float(r @ r)
+
+    best, best_chi2 = None, chi2(p) - PRIOR_CONFLICT_CHI2
+    for k in speedups:
+        q = _least_squares(cells, np.array([p[0], p[1], p[2] * k, p[3] * k, p[4] / k]), t_ref).x
+        if np.all(np.isfinite(q)) and q[4] > 0 and (c := chi2(q)) < best_chi2:
+            best, best_chi2 = q, c
+    return best
 
 
 def _reweight(cells, p, t_ref, read_noise, gain, clip=6.0):

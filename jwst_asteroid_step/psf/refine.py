@@ -19,6 +19,11 @@ whose shape is not the model's); that share is the ePSF's normalisation uncertai
 the fluxes' errors carry (``flux_uncertainty``). The ePSF is scaled so that its samples are
 fractions of the total, as every PSF of the package is.
 
+Bright stars are broader than faint movers (the brighter-fatter effect): where the ramp's halves
+show the stars broadening as their pixels fill, each is taken back to the PSF of an empty
+pixel, a mover's, before the model is judged and the ePSF built
+(:mod:`~jwst_asteroid_step.psf.brighter_fatter`).
+
 Every step here is plain numpy and photutils; nothing imports stpipe.
 """
 
@@ -29,6 +34,14 @@ import numpy as np
 from scipy import ndimage
 
 from ..ramp.differences import IntegrationDifferences
+from .brighter_fatter import (
+    BROADENING_Z,
+    charge_broadening,
+    charge_fractions,
+    core_half,
+    fit_point_source,
+    zero_charge_halves,
+)
 from .instrument import instrument_psf
 from .separable import SeparablePSF, whole_pixel_samples
 
@@ -78,6 +91,11 @@ class PSFRefinement:
         Relative uncertainty of the ePSF's normalisation, carried by the fluxes' errors:
         the share of the box's light that the constant fitted in its outer ring, besides
         the mesh's sky, took.
+    charge_broadening : float
+        Median over the stars of their FWHM in the rate image over that of an empty pixel,
+        minus one, where their broadening with collected charge was taken out; 0 otherwise.
+    charge_z : float
+        Combined significance of the stars' broadening between the ramp's halves.
     reason : str
         Why the model was kept, when it was.
     """
@@ -90,13 +108,17 @@ class PSFRefinement:
     wing_ratio: float = np.nan
     wing_name: str = ""
     flux_uncertainty: float = 0.0
+    charge_broadening: float = 0.0
+    charge_z: float = np.nan
     reason: str = ""
 
     def describe(self, prior_name):
         """One line for ``meta.asteroid_detect.psf_refinement``."""
+        charge = (f"; the stars' brighter-fatter broadening ({self.charge_broadening:+.1%} in FWHM, "
+                  f"z {self.charge_z:.1f}) taken out" if self.charge_broadening else "")
         if not self.refined:
-            return f"not refined ({self.reason}); {prior_name} used as it is"
-        return (f"ePSF of {self.n_stars} stars in the exposure (the model's misfit {self.misfit:.1f}), "
+            return f"not refined ({self.reason}{charge}); {prior_name} used as it is"
+        return (f"ePSF of {self.n_stars} stars in the exposure (the model's misfit {self.misfit:.1f}{charge}), "
                 f"box +/-{self.box_half} px holding "
                 f"{self.box_fraction:.3f} of the flux; beyond it {self.wing_name}'s wing x {self.wing_ratio:.2f}; "
                 f"normalisation uncertain by {self.flux_uncertainty:.1%}, carried by flux_err")
@@ -331,7 +353,8 @@ def box_half(wing):
     return min(half, wing.radius) if isinstance(wing, SeparablePSF) else half
 
 
-def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT, oversample=4):
+def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=MAX_MISFIT, oversample=4,
+               fractions=(0.25, 0.75)):
     """The PSF of the exposure: its stars' ePSF, with a model's wing beyond the box.
 
     Parameters
@@ -355,6 +378,8 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
         deciding, among three stars or more.
     oversample : int
         Samples per pixel of the ePSF.
+    fractions : tuple of float
+        :func:`charge_fractions` of the halves, for the stars' brighter-fatter broadening.
 
     Returns
     -------
@@ -368,11 +393,33 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
         return prior, PSFRefinement(False, n_stars=len(stars), reason=(
             f"{len(stars)} bright, isolated, unsaturated static point source(s) found, "
             f"{min_stars} needed"))
+    # The movers' PSF is an empty pixel's: where the stars show that their collected charge
+    # broadened them, they are judged and stacked as an empty pixel would have recorded them.
+    charge = charge_broadening(prior, halves, stars, fractions)
+    growth = 0.0
+    if charge.z > BROADENING_Z:
+        halves = zero_charge_halves(halves, prior, charge, half, fractions)
+        growth = float(np.median(charge.fwhm_growth))
     # A galaxy or a blend that passed as a star fits no PSF; the median star speaks for the model.
     misfit = float(np.median(model_misfit(prior, halves, stars)))
     if misfit <= max_misfit:
-        return prior, PSFRefinement(False, n_stars=len(stars), misfit=misfit, reason=(
+        return prior, PSFRefinement(False, n_stars=len(stars), misfit=misfit, charge_broadening=growth,
+                                    charge_z=charge.z, reason=(
             f"the model fits its {len(stars)} star(s) to the noise: misfit {misfit:.2f} <= {max_misfit:g}"))
+    psf, parts = _stack(halves, stars, prior, wing, half, oversample)
+    return psf, PSFRefinement(True, n_stars=len(stars), box_half=half, misfit=misfit, wing_name=wing.name,
+                              charge_broadening=growth, charge_z=charge.z, **parts)
+
+
+def _stack(halves, stars, prior, wing, half, oversample):
+    """The stars' ePSF completed by the wing model's light beyond the box (:func:`refine_psf`).
+
+    Returns
+    -------
+    psf : SeparablePSF
+    parts : dict
+        ``box_fraction``, ``wing_ratio`` and ``flux_uncertainty`` for :class:`PSFRefinement`.
+    """
     rate = np.mean(halves, axis=0)
     rate = rate - sky_image(rate, stars, prior.fwhm, half)
     epsf = stars_epsf(rate, stars, half, oversample)
@@ -401,15 +448,15 @@ def refine_psf(prior, halves, wing=None, snr_min=200.0, min_stars=1, max_misfit=
     wing_ratio = epsf_ring * box_fraction / model_ring if model_ring > 0 else 0.0
     psf = SeparablePSF(epsf * box_fraction, oversample, max_rank=MAX_RANK, flux_uncertainty=flux_uncertainty,
                        name=f"ePSF from {len(stars)} stars in the exposure (wing beyond {half} px: {wing.name})")
-    return psf, PSFRefinement(True, n_stars=len(stars), box_half=half, misfit=misfit,
-                              box_fraction=float(box_fraction), wing_ratio=float(wing_ratio), wing_name=wing.name,
-                              flux_uncertainty=flux_uncertainty)
+    return psf, {"box_fraction": float(box_fraction), "wing_ratio": float(wing_ratio),
+                 "flux_uncertainty": flux_uncertainty}
 
 
 def refine_for_ramp(psf, sci, groupdq, pixeldq, filter_name):
     """What the step does with ``psf_refine``: :func:`refine_psf` on a jump-flagged ramp.
 
-    The ramp's :func:`rate_halves`, the wing of :func:`wing_for` the filter.
+    The ramp's :func:`rate_halves` and their :func:`charge_fractions`, the wing of
+    :func:`wing_for` the filter.
 
     Parameters
     ----------
@@ -424,7 +471,8 @@ def refine_for_ramp(psf, sci, groupdq, pixeldq, filter_name):
     psf : PSFModel or SeparablePSF
     info : PSFRefinement
     """
-    return refine_psf(psf, rate_halves(sci, groupdq, pixeldq), wing=wing_for(psf, filter_name))
+    return refine_psf(psf, rate_halves(sci, groupdq, pixeldq), wing=wing_for(psf, filter_name),
+                      fractions=charge_fractions(sci.shape[1]))
 
 
 def model_misfit(psf, halves, stars):
@@ -445,25 +493,13 @@ def model_misfit(psf, halves, stars):
     ndarray, shape (n,)
         One ratio per star.
     """
-    from scipy.optimize import least_squares
-
-    half = int(np.ceil(2 * psf.fwhm))
-    g = np.arange(-half, half + 1, dtype=float)
+    half = core_half(psf)
     rate = np.mean(halves, axis=0)
     out = np.full(len(stars), np.inf)
     for j, (x, y, _) in enumerate(stars):
+        *_, residual = fit_point_source(psf, rate, x, y, half)
         ix, iy = round(x), round(y)
-        cut = rate[iy - half:iy + half + 1, ix - half:ix + half + 1].astype(float).ravel()
         noise = (0.5 * (halves[0] - halves[1])[iy - half:iy + half + 1, ix - half:ix + half + 1]) ** 2
-
-        def residual(p, cut=cut, ix=ix, iy=iy):
-            m = psf.pixel_fraction(g[None, :] - (p[0] - ix), g[:, None] - (p[1] - iy)).ravel()
-            design = np.stack([m, np.ones_like(m)], axis=1)
-            coef = np.linalg.lstsq(design, cut, rcond=None)[0]
-            return design @ coef - cut
-
-        fit = least_squares(residual, [x, y], diff_step=1e-3)
         if np.sum(noise) > 0:
-            out[j] = np.sum(fit.fun**2) / np.sum(noise)
+            out[j] = np.sum(residual**2) / np.sum(noise)
     return out
-
