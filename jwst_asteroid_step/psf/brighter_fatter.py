@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..search.peaks import parabola_vertex
+
 __all__ = ["BROADENING_Z", "TREND_Z", "BroadeningTrend", "ChargeBroadening", "broadening_trends", "charge_broadening",
            "charge_fractions", "core_half", "fit_point_source", "laplacian", "subtract_broadening_trends",
            "zero_charge_halves"]
@@ -304,7 +306,7 @@ def broadening_trends(diff, exclude, background, sigma, psf, z_min=TREND_Z, min_
         good = np.isfinite(slope) & (var > 0)
         if np.count_nonzero(good) < 10:
             continue
-        x, y = px + _vertex(level[py, px - 1:px + 2]), py + _vertex(level[py - 1:py + 2, px])
+        x, y = px + parabola_vertex(level[py, px - 1:px + 2]), py + parabola_vertex(level[py - 1:py + 2, px])
         xs, ys = px + g, py + g
         shifts = [(0.25, 0.0), (0.0, 0.25)]
         gradients = [(psf.pixel_fraction(xs[None, :] - x - sx, ys[:, None] - y - sy)
@@ -321,13 +323,6 @@ def broadening_trends(diff, exclude, background, sigma, psf, z_min=TREND_Z, min_
         if abs(z) > z_min and abs(z) > z_motion:
             out.append(BroadeningTrend(float(x), float(y), float(coef[0]), float(z)))
     return out
-
-
-def _vertex(values):
-    """Offset (px, within +-0.5) of the vertex of the parabola through three samples about a peak."""
-    a, b, c = (float(v) for v in values)
-    curvature = a - 2.0 * b + c
-    return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
 
 
 def _rate_drift(d, use, t, sigma):

@@ -1,9 +1,9 @@
-"""Local maxima of a statistic's map, for the searches' candidates."""
+"""Local maxima of a statistic's map, for the searches' candidates, and their sub-pixel vertices."""
 
 import numba
 import numpy as np
 
-__all__ = ["local_maxima"]
+__all__ = ["local_maxima", "parabola_vertex"]
 
 
 @numba.njit(cache=True)
@@ -26,3 +26,11 @@ def local_maxima(snr, ys, xs, half):
             if not keep[i]:
                 break
     return keep
+
+
+def parabola_vertex(values):
+    """Sub-pixel offset of a parabola's peak through three samples (0 at an edge), within +-0.5."""
+    if values.size != 3:
+        return 0.0
+    curvature = values[0] - 2.0 * values[1] + values[2]
+    return float(np.clip(0.5 * (values[0] - values[2]) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from ..measure.moving_psf import static_photometry
 from ..psf import PSFModel
-from .peaks import local_maxima
+from .peaks import local_maxima, parabola_vertex
 
 __all__ = ["slow_motion_candidates", "slow_motion_statistic"]
 
@@ -168,14 +168,6 @@ def slow_motion_statistic(z_t, info_t, psf, noise_scale=1.0):
     return snr, amplitude
 
 
-def _vertex(values):
-    """Sub-pixel offset of a parabola's peak through three samples (0 at an edge)."""
-    if values.size != 3:
-        return 0.0
-    curvature = values[0] - 2.0 * values[1] + values[2]
-    return float(np.clip(0.5 * (values[0] - values[2]) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
-
-
 def slow_motion_candidates(z_t, info_t, mean_image, psf, n_diff, snr_threshold, max_motion_px,
                            noise_scale=1.0, min_separation=3, max_candidates=200, max_offset_px=0.6):
     """Candidates of sub-PSF motion within one integration.
@@ -219,7 +211,7 @@ def slow_motion_candidates(z_t, info_t, mean_image, psf, n_diff, snr_threshold, 
     rows = []
     for i in order[: 4 * max_candidates]:
         y, x = int(ys[i]), int(xs[i])
-        sx, sy = x + _vertex(snr[y, x - 1:x + 2]), y + _vertex(snr[y - 1:y + 2, x])
+        sx, sy = x + parabola_vertex(snr[y, x - 1:x + 2]), y + parabola_vertex(snr[y - 1:y + 2, x])
         flux, offset = static_photometry(mean_image, sx, sy, psf)
         if not flux > 0 or offset > max_offset_px:
             continue  # no source, or one that brightens or fades off this spot
