@@ -333,6 +333,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ramps", type=int, default=3, help="ramps per family and filter")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--filters", nargs="*", default=list(FILTERS), choices=list(FILTERS))
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS,
                         help="detector models (default: all; 'refined' is the step's default)")
     parser.add_argument("--work", default="/tmp/jwst_asteroid_psf_families", help="scratch folder")
@@ -342,7 +343,7 @@ def main(argv=None):
     results = []
     t0 = time.perf_counter()
     for family in args.families:
-        for filt in FILTERS:
+        for filt in args.filters:
             for index in range(args.ramps):
                 results += run_ramp(family, filt, index, refs, args.models)
                 print(f"{family} {filt} ramp {index} done ({time.perf_counter() - t0:.0f} s)", flush=True)

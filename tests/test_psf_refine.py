@@ -10,7 +10,7 @@ from jwst_asteroid_step import AsteroidDetectStep
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
 from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
-from jwst_asteroid_step.psf.refine import BOX_HALF, find_psf_stars, rate_halves, refine_psf
+from jwst_asteroid_step.psf.refine import BOX_HALF, find_psf_stars, rate_halves, refine_psf, without_neighbours
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
 from jwst_asteroid_step.simulate.scene import Star, render_stars
 
@@ -76,9 +76,31 @@ def test_find_psf_stars_keeps_only_isolated_static_point_sources():
     stars = find_psf_stars(halves, psf, BOX_HALF)
     assert len(stars) == 1
     assert np.hypot(stars[0, 0] - 100.3, stars[0, 1] - 100.6) < 0.15  # a first moment: EPSFBuilder recentres
-    # A bad pixel (NaN: saturated, DO_NOT_USE) in its box disqualifies a star.
+    # A bad pixel (NaN: saturated, DO_NOT_USE) in its core disqualifies a star; farther out
+    # in its box the ePSF builder leaves it out.
     halves[:, 110, 104] = np.nan
+    assert len(find_psf_stars(halves, psf, BOX_HALF)) == 1
+    halves[:, 102, 98] = np.nan
     assert len(find_psf_stars(halves, psf, BOX_HALF)) == 0
+
+
+@pytest.mark.parametrize("truth", [moffat_psf(FWHM, 4.0), PSFModel(0.9 * FWHM)], ids=["Moffat beta 4", "FWHM -10 %"])
+def test_stars_with_faint_neighbours_refine_the_psf(truth, monkeypatch):
+    """Each star has a neighbour with a tenth of its light 6 FWHM away, in its box: the stars
+    are used, the neighbours fitted and taken out of the stack, and the fluxes read right."""
+    prior = instrument_psf("F770W")
+    centres = ((100.2, 110.7), (310.6, 120.1), (200.4, 305.3))
+    sources = [(truth, x, y, 2000.0) for x, y in centres]
+    sources += [(truth, x + 6 * FWHM * np.cos(a), y + 6 * FWHM * np.sin(a), 200.0)
+                for (x, y), a in zip(centres, (0.3, 2.0, 4.1), strict=True)]
+    halves = _halves(sources)
+    assert len(find_psf_stars(halves, prior, BOX_HALF)) == 3
+    rate = np.mean(halves, axis=0) - 20.0
+    cleaned, n_neighbours = without_neighbours(rate, find_psf_stars(halves, prior, BOX_HALF), prior, BOX_HALF)
+    assert n_neighbours == 3 and np.isnan(cleaned).sum() > 0
+    psf, info = refine_psf(prior, halves)
+    assert info.refined and info.n_stars == 3
+    assert abs(_flux_ratio(psf, truth) - 1) < 0.02
 
 
 def test_the_model_is_kept_where_its_stars_agree_with_it():

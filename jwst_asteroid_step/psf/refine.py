@@ -46,7 +46,7 @@ from .instrument import instrument_psf
 from .separable import SeparablePSF, whole_pixel_samples
 
 __all__ = ["PSFRefinement", "box_half", "find_psf_stars", "model_misfit", "rate_halves", "refine_for_ramp",
-           "refine_psf", "sky_image", "stars_epsf", "wing_for"]
+           "refine_psf", "sky_image", "stars_epsf", "wing_for", "without_neighbours"]
 
 #: Most separable terms of a refined PSF (the computed ones need 7 to 9).
 MAX_RANK = 12
@@ -65,6 +65,14 @@ MAX_MISFIT = 2.0
 #: Largest relative difference of a star's light within 1 and 3 FWHM (over that within
 #: 1.5 FWHM) from the stars' median: sub-pixel phase moves it by a few per cent, a galaxy more.
 CONCENTRATION_SPREAD = 0.1
+
+#: No other source within this many FWHMs of a star (a percent of its peak counts): its core
+#: is where the model is judged and the broadening measured.
+CORE_RADIUS_FWHM = 4.0
+
+#: No source brighter than this share of a star's smoothed peak within twice its box and
+#: margin; fainter ones are fitted and taken out of its box (:func:`without_neighbours`).
+NEIGHBOUR_RATIO = 0.25
 
 
 @dataclass
@@ -155,8 +163,36 @@ def rate_halves(sci, groupdq, pixeldq):
         return (total / count).astype(np.float32)
 
 
+def _sources(rate, fwhm):
+    """Peaks of a rate image smoothed to the PSF's width, 5 sigma above its noise.
+
+    Returns
+    -------
+    image : ndarray
+        ``rate`` less its median, 0 where not finite.
+    smooth : ndarray
+        ``image`` smoothed with a Gaussian of the PSF's FWHM.
+    peaks : ndarray, bool
+        Local maxima of ``smooth`` within ``2 FWHM + 1`` px, above 5 sigma.
+    noise : float
+        Robust noise of a pixel of ``rate``; 0 when it has no usable pixels.
+    """
+    finite = np.isfinite(rate)
+    if finite.sum() < 100:
+        zeros = np.zeros(rate.shape)
+        return zeros, zeros, zeros.astype(bool), 0.0
+    sky = np.median(rate[finite])
+    noise = 1.4826 * np.median(np.abs(rate[finite] - sky))
+    image = np.where(finite, rate - sky, 0.0)
+    smooth = ndimage.gaussian_filter(image, fwhm / 2.3548)
+    smooth_noise = 1.4826 * np.median(np.abs(smooth[finite] - np.median(smooth[finite])))
+    size = 2 * int(np.ceil(fwhm)) + 1
+    peaks = (smooth == ndimage.maximum_filter(smooth, size=size)) & (smooth > 5 * smooth_noise) & finite
+    return image, smooth, peaks, float(noise)
+
+
 def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
-    """Bright, isolated, unsaturated, static point sources fit to build a PSF from.
+    """Bright, unsaturated, static point sources without a close or bright neighbour.
 
     Parameters
     ----------
@@ -165,8 +201,11 @@ def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
     psf : PSFModel or SeparablePSF
         The model PSF (its FWHM sets the apertures; its concentration the point-source test).
     box_half : int
-        Half-size (px) of a star's box: the box and a margin around it hold no other source,
-        no unusable pixel and no frame edge.
+        Half-size (px) of a star's box: the box and a margin around it lie on the array, and
+        the star's core (:func:`~jwst_asteroid_step.psf.brighter_fatter.core_half`) holds only
+        usable pixels. No other source lies within :data:`CORE_RADIUS_FWHM` of it, and none
+        brighter than :data:`NEIGHBOUR_RATIO` of it within twice the box and margin; fainter
+        ones farther out are taken out of the stack (:func:`without_neighbours`).
     snr_min : float
         Smallest SNR of a star's light within 1.5 FWHM.
     max_stars : int
@@ -180,24 +219,16 @@ def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
     """
     rate = np.mean(halves, axis=0)
     ny, nx = rate.shape
-    finite = np.isfinite(rate)
-    if finite.sum() < 100:
-        return np.empty((0, 3))
-    sky = np.median(rate[finite])
-    noise = 1.4826 * np.median(np.abs(rate[finite] - sky))
+    fwhm = float(psf.fwhm)
+    image, smooth, peaks, noise = _sources(rate, fwhm)
     if not noise > 0:
         return np.empty((0, 3))
-    image = np.where(finite, rate - sky, 0.0)
-    fwhm = float(psf.fwhm)
-    smooth = ndimage.gaussian_filter(image, fwhm / 2.3548)
-    # A peak of the smoothed image at 5 sigma of its noise marks a source, bright or faint.
-    smooth_noise = 1.4826 * np.median(np.abs(smooth[finite] - np.median(smooth[finite])))
-    size = 2 * int(np.ceil(fwhm)) + 1
-    peaks = (smooth == ndimage.maximum_filter(smooth, size=size)) & (smooth > 5 * smooth_noise) & finite
+    sky = np.median(rate[np.isfinite(rate)])
     py, px = np.nonzero(peaks)
     r_ap = 1.5 * fwhm
     n_ap = np.pi * r_ap**2
     margin = box_half + int(np.ceil(2 * fwhm))
+    core = core_half(psf)
     unusable = ~np.all(np.isfinite(halves), axis=0)
     # Where the point-source test's aperture fractions come from: the model, on a centred source.
     ref_inner, ref_outer = _aperture_fractions(psf, fwhm)
@@ -205,15 +236,17 @@ def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
     for y, x in zip(py, px, strict=True):
         if y < margin or x < margin or y >= ny - margin or x >= nx - margin:
             continue
-        y0, y1, x0, x1 = y - margin, y + margin + 1, x - margin, x + margin + 1
-        if unusable[y0:y1, x0:x1].any():
-            continue  # a bad, saturated or unusable pixel near it
-        # Another source near it, not the star's own rings and spikes (a percent of its peak),
-        # or a brighter one whose wing reaches its box from twice as far.
-        near = peaks[y0:y1, x0:x1] & (smooth[y0:y1, x0:x1] > 0.01 * smooth[y, x])
-        far = (slice(max(y - 2 * margin, 0), y + 2 * margin + 1), slice(max(x - 2 * margin, 0), x + 2 * margin + 1))
-        if near.sum() > 1 or np.count_nonzero(peaks[far] & (smooth[far] > 0.1 * smooth[y, x])) > 1:
+        if unusable[y - core:y + core + 1, x - core:x + core + 1].any():
+            continue  # a bad, saturated or unusable pixel in its core
+        # Another source in its core, not its own rings (a percent of its peak), or one
+        # bright enough that its light near the star is more than a model can take out.
+        others = np.hypot(px - x, py - y)
+        level = smooth[py, px] / smooth[y, x]
+        if np.count_nonzero((others <= CORE_RADIUS_FWHM * fwhm) & (level > 0.01)) > 1:
             continue
+        if np.count_nonzero((others <= 2 * margin) & (level > NEIGHBOUR_RATIO)) > 1:
+            continue
+        y0, y1, x0, x1 = y - margin, y + margin + 1, x - margin, x + margin + 1
         cut = image[y0:y1, x0:x1]
         yy, xx = np.mgrid[y0:y1, x0:x1]
         r = np.hypot(xx - x, yy - y)
@@ -239,6 +272,62 @@ def find_psf_stars(halves, psf, box_half, snr_min=200.0, max_stars=40):
     return stars[:max_stars, :3]
 
 
+def without_neighbours(rate, stars, psf, box_half):
+    """The stars' boxes with every other source taken out: fitted and subtracted, its core masked.
+
+    Each other source within twice the box of a star is fitted with the PSF (position, flux,
+    sky; :func:`~jwst_asteroid_step.psf.brighter_fatter.fit_point_source`) and subtracted;
+    where its model is above a pixel's noise, or within 2 FWHM (3 when the fit is not
+    possible), the pixels become NaN, which the ePSF builder leaves out. A model that is not
+    the stars' PSF leaves a few per cent of a neighbour's light where it is brightest: those
+    pixels go, the faint rest is subtracted. Peaks of a percent of a star's or less are its
+    own rings and spikes (and neighbours too faint to matter), and stay.
+
+    Parameters
+    ----------
+    rate : ndarray, shape (ny, nx)
+        Rate image, its sky subtracted.
+    stars : ndarray, shape (n, 3)
+        :func:`find_psf_stars` rows.
+    psf : PSFModel or SeparablePSF
+    box_half : int
+
+    Returns
+    -------
+    out : ndarray, shape (ny, nx)
+        A copy of ``rate``.
+    n_neighbours : int
+        Sources taken out.
+    """
+    out = np.array(rate, dtype=float)
+    fwhm = float(psf.fwhm)
+    _, smooth, peaks, noise = _sources(rate, fwhm)
+    py, px = np.nonzero(peaks)
+    ny, nx = rate.shape
+    core = core_half(psf)
+    star_peak = smooth[np.round(stars[:, 1]).astype(int), np.round(stars[:, 0]).astype(int)]
+    n_neighbours = 0
+    for y, x in zip(py, px, strict=True):
+        near = np.maximum(np.abs(stars[:, 0] - x), np.abs(stars[:, 1] - y)) <= 2 * box_half
+        # The stars' own rings and spikes, a percent of their peak or less, stay.
+        if (not near.any() or np.hypot(stars[:, 0] - x, stars[:, 1] - y).min() < fwhm
+                or smooth[y, x] <= 0.01 * star_peak[near].max()):
+            continue
+        n_neighbours += 1
+        y0, y1 = max(y - box_half, 0), min(y + box_half + 1, ny)
+        x0, x1 = max(x - box_half, 0), min(x + box_half + 1, nx)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        box = rate[y - core:y + core + 1, x - core:x + core + 1]
+        if box.shape != (2 * core + 1,) * 2 or not np.all(np.isfinite(box)):
+            out[y0:y1, x0:x1][np.hypot(xx - x, yy - y) <= 3 * fwhm] = np.nan
+            continue
+        fx, fy, flux, _, _ = fit_point_source(psf, rate, x, y, core)
+        model = flux * psf.pixel_fraction(xx - fx, yy - fy)
+        out[y0:y1, x0:x1] -= model
+        out[y0:y1, x0:x1][(model > noise) | (np.hypot(xx - fx, yy - fy) <= 2 * fwhm)] = np.nan
+    return out, n_neighbours
+
+
 def _centroid(cut, mask, xx, yy):
     w = np.where(mask, cut, 0.0)
     return np.sum(w * xx) / np.sum(w), np.sum(w * yy) / np.sum(w)
@@ -260,7 +349,7 @@ def stars_epsf(rate, stars, box_half, oversample=4):
     Parameters
     ----------
     rate : ndarray, shape (ny, nx)
-        Rate image, its sky subtracted (:func:`sky_image`).
+        Rate image, its sky subtracted (:func:`sky_image`); NaN pixels are left out.
     stars : ndarray, shape (n, 3)
         :func:`find_psf_stars` rows.
     box_half : int
@@ -276,11 +365,12 @@ def stars_epsf(rate, stars, box_half, oversample=4):
     from astropy.table import Table
     from photutils.psf import EPSFBuilder, extract_stars
 
-    cutouts = extract_stars(NDData(np.asarray(rate, dtype=float)),
-                            Table({"x": stars[:, 0], "y": stars[:, 1]}), size=2 * box_half + 1)
     builder = EPSFBuilder(oversampling=oversample, maxiters=EPSF_ITERATIONS, progress_bar=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # photutils' convergence chatter
+        # photutils' convergence chatter, and its note on the NaN pixels that mark what to leave out
+        warnings.simplefilter("ignore")
+        cutouts = extract_stars(NDData(np.asarray(rate, dtype=float)),
+                                Table({"x": stars[:, 0], "y": stars[:, 1]}), size=2 * box_half + 1)
         epsf, _ = builder(cutouts)
     grid = np.asarray(epsf.data, dtype=float)
     return grid / grid[whole_pixel_samples(grid.shape[0], oversample)].sum()
@@ -421,7 +511,7 @@ def _stack(halves, stars, prior, wing, half, oversample):
         ``box_fraction``, ``wing_ratio`` and ``flux_uncertainty`` for :class:`PSFRefinement`.
     """
     rate = np.mean(halves, axis=0)
-    rate = rate - sky_image(rate, stars, prior.fwhm, half)
+    rate, _ = without_neighbours(rate - sky_image(rate, stars, prior.fwhm, half), stars, prior, half)
     epsf = stars_epsf(rate, stars, half, oversample)
     # The model's light per unit total: in the box's outer ring and beyond the box.
     d = (np.arange(epsf.shape[0]) - (epsf.shape[0] - 1) / 2) / oversample
@@ -430,13 +520,17 @@ def _stack(halves, stars, prior, wing, half, oversample):
     whole = whole_pixel_samples(epsf.shape[0], oversample)
     ring = (r >= 0.7 * half) & (r <= half)
     # What the sky mesh left under the stars, a constant in the stack: in the box's outer
-    # ring, the stack is that constant plus the wing model's profile, scaled. The mesh's sky
-    # and this one put different light in the box (the ring's noise, and a wing whose shape
-    # is not the model's): the normalisation is no surer than that, and the fluxes' errors
-    # carry it.
-    design = np.stack([np.ones(np.count_nonzero(ring)), model[ring]], axis=1)
-    sky_left = np.linalg.lstsq(design, epsf[ring], rcond=None)[0][0]
-    flux_uncertainty = float(abs(sky_left) * epsf[whole].size / epsf[whole].sum())
+    # ring, the stack is that constant plus the wing model's profile, scaled.
+    sky_left, _ = _ring_fit(epsf, model, ring)
+    # Its error from the ring's whole-pixel samples alone: they carry its noise, the phases
+    # between them are interpolated from the same pixels.
+    on_pixel = np.zeros(epsf.shape, dtype=bool)
+    on_pixel[whole] = True
+    _, sky_error = _ring_fit(epsf, model, ring & on_pixel)
+    # The mesh's sky and the ring's put different light in the box, and the ring's is no
+    # surer than its noise: over thousands of pixels, a sky off by a twentieth of a pixel's
+    # noise moves the box's light by a per cent at F2100W. The fluxes' errors carry both.
+    flux_uncertainty = float(np.hypot(sky_left, sky_error) * epsf[whole].size / epsf[whole].sum())
     epsf = epsf - sky_left
     epsf /= epsf[whole].sum()
     beyond = max(1.0 - model[whole].sum(), 0.0)
@@ -450,6 +544,15 @@ def _stack(halves, stars, prior, wing, half, oversample):
                        name=f"ePSF from {len(stars)} stars in the exposure (wing beyond {half} px: {wing.name})")
     return psf, {"box_fraction": float(box_fraction), "wing_ratio": float(wing_ratio),
                  "flux_uncertainty": flux_uncertainty}
+
+
+def _ring_fit(epsf, model, ring):
+    """The constant of ``epsf = constant + scale * model`` over ``ring``, and its standard error."""
+    design = np.stack([np.ones(np.count_nonzero(ring)), model[ring]], axis=1)
+    coefficients = np.linalg.lstsq(design, epsf[ring], rcond=None)[0]
+    residual = epsf[ring] - design @ coefficients
+    variance = residual @ residual / max(len(residual) - 2, 1)
+    return float(coefficients[0]), float(np.sqrt(np.linalg.pinv(design.T @ design)[0, 0] * variance))
 
 
 def refine_for_ramp(psf, sci, groupdq, pixeldq, filter_name):
