@@ -23,7 +23,9 @@ Families (what the sky is rendered with):
 Detector models: ``gaussian`` (the two Gaussians), ``instrument`` (the computed PSF, the default
 model), and ``refined``: the default model refined from the ramp's own stars where they disagree
 with it, the computed PSF's wing beyond their box (``psf_refine=True``, the step's default:
-:func:`jwst_asteroid_step.psf.refine.refine_for_ramp`).
+:func:`jwst_asteroid_step.psf.refine.refine_for_ramp`). ``--without-stars`` leaves the bright
+stars out of every ramp: the exposure without a star to refine from, where ``refined`` is the
+model.
 Each ramp holds three bright isolated stars for it (peak 10 000-20 000 DN over the ramp)
 besides five faint random ones.
 
@@ -155,23 +157,28 @@ def brighter_fatter_reads(psf, stars, ngroups, group_time, shape, gain, rng):
     return np.cumsum(reads, axis=0)
 
 
-def bench_ramp(family, filter_name, index):
-    """One bench ramp of a family: ramp, truth and the PSF its movers were rendered with."""
+def bench_ramp(family, filter_name, index, with_stars=True):
+    """One bench ramp of a family: ramp, truth and the PSF its movers were rendered with.
+
+    Without its bright stars (``with_stars=False``) a ramp holds the same movers and faint stars.
+    """
     ngroups = FILTERS[filter_name]
     gt = group_time_for("SUB256")
     seed = BASE_SEED + 1000 * FAMILIES.index(family) + 100 * list(FILTERS).index(filter_name) + index
     rng = np.random.default_rng(seed)
     psf = render_psf(family, filter_name, index)
     movers = _movers(rng, psf, filter_name, ngroups, gt)
-    stars = bright_stars(psf, rng, ngroups * gt)
+    stars = bright_stars(psf, rng, ngroups * gt)  # drawn either way: the same movers and faint stars
+    if not with_stars:
+        stars = []
     shape = (256, 256)
     sky = default_background(filter_name)
-    if family != "brighter-fatter":
+    if family != "brighter-fatter" and stars:
         sky = sky + render_stars([star for star, _ in stars], shape, psf)
     ramp, truth = simulate_ramp(subarray="SUB256", ngroups=ngroups, filter=filter_name, movers=movers,
                                 stars=5, background=sky, psf=psf, bad_pixels="cdp7", read_noise_cds=READ_NOISE,
                                 gain=GAIN, seed=seed)
-    if family == "brighter-fatter":
+    if family == "brighter-fatter" and stars:
         ramp.data[0] += brighter_fatter_reads(psf, stars, ngroups, gt, shape, GAIN,
                                               np.random.default_rng(seed + 1)).astype(np.float32)
     return ramp, truth, psf
@@ -197,10 +204,10 @@ def _movers(rng, psf, filter_name, ngroups, gt):
     return movers
 
 
-def run_ramp(family, filter_name, index, refs, models=MODELS):
+def run_ramp(family, filter_name, index, refs, models=MODELS, with_stars=True):
     """Simulate one ramp, run jump + ramp_fit and each detector model; rows of results."""
     gt = group_time_for("SUB256")
-    ramp, truth, psf = bench_ramp(family, filter_name, index)
+    ramp, truth, psf = bench_ramp(family, filter_name, index, with_stars)
     jump, *_ = run_jump_and_ramp_fit(ramp, refs)
     out = []
     for model in models:
@@ -307,11 +314,12 @@ def summarise(results):
     return table
 
 
-def markdown(table, ramps):
+def markdown(table, ramps, with_stars=True):
     """The summary as a Markdown table."""
+    stars = "3 bright isolated stars and 5 faint ones" if with_stars else "no bright star, 5 faint ones"
     intro = (f"{ramps} SUB256 ramps per family and filter (F770W 60 groups, F2100W 40 groups), "
              f"{N_MOVERS} movers each at yardstick SNR {SNR_RANGE[0]:g}-{SNR_RANGE[1]:g}, "
-             f"{SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g} px/group, 3 bright isolated stars and 5 faint ones, "
+             f"{SPEED_RANGE[0]:g}-{SPEED_RANGE[1]:g} px/group, {stars}, "
              "L2 cosmic rays, CDP7 bad pixels. "
              "Flux, position and speed at yardstick SNR >= 20 (n movers); +- the bootstrap standard error.")
     header = ("| rendered with | filter | detector model | found | flux bias | flux pull width (n) | "
@@ -334,6 +342,8 @@ def main(argv=None):
     parser.add_argument("--ramps", type=int, default=3, help="ramps per family and filter")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--filters", nargs="*", default=list(FILTERS), choices=list(FILTERS))
+    parser.add_argument("--without-stars", action="store_true",
+                        help="leave the 3 bright stars out: the refinement has no star and keeps the model")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS,
                         help="detector models (default: all; 'refined' is the step's default)")
     parser.add_argument("--work", default="/tmp/jwst_asteroid_psf_families", help="scratch folder")
@@ -345,9 +355,9 @@ def main(argv=None):
     for family in args.families:
         for filt in args.filters:
             for index in range(args.ramps):
-                results += run_ramp(family, filt, index, refs, args.models)
+                results += run_ramp(family, filt, index, refs, args.models, not args.without_stars)
                 print(f"{family} {filt} ramp {index} done ({time.perf_counter() - t0:.0f} s)", flush=True)
-    text = markdown(summarise(results), args.ramps)
+    text = markdown(summarise(results), args.ramps, not args.without_stars)
     print(text)
     if args.output:
         Path(args.output).write_text(text)
