@@ -103,6 +103,24 @@ def test_stars_with_faint_neighbours_refine_the_psf(truth, monkeypatch):
     assert abs(_flux_ratio(psf, truth) - 1) < 0.02
 
 
+def test_a_bright_neighbour_just_beyond_a_stars_core_is_subtracted_there_not_masked():
+    # A fifth as bright, 4.3 FWHM away: where its model is above the noise reaches the star's
+    # centre. Masking there left NaN values in the ePSF builder's star fits, which raised
+    # (a psf_families FWHM +10 % F770W ramp).
+    truth = PSFModel(1.1 * FWHM)
+    prior = instrument_psf("F770W")
+    centres = ((100.2, 110.7), (310.6, 120.1), (200.4, 305.3))
+    sources = [(truth, x, y, 2000.0) for x, y in centres] + [(truth, 100.2 + 4.3 * FWHM, 110.7, 400.0)]
+    halves = _halves(sources, read_noise=0.001, electrons=1e6)  # its wing above the noise out to the star
+    stars = find_psf_stars(halves, prior, BOX_HALF)
+    assert len(stars) == 3
+    cleaned, n_neighbours = without_neighbours(np.mean(halves, axis=0) - 20.0, stars, prior, BOX_HALF)
+    assert n_neighbours == 1 and not np.isnan(cleaned[108:114, 97:104]).any()
+    psf, info = refine_psf(prior, halves)
+    assert info.refined and info.n_stars == 3
+    assert abs(_flux_ratio(psf, truth) - 1) < 0.02
+
+
 def test_the_model_is_kept_where_its_stars_agree_with_it():
     prior = instrument_psf("F770W")
     halves = _halves([(prior, x, y, 2000.0) for x, y in ((100.2, 110.7), (310.6, 120.1), (200.4, 305.3))])

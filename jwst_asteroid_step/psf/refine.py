@@ -1,10 +1,11 @@
 """The PSF refined from the exposure itself: an effective PSF built from its stars.
 
 The model PSF (two Gaussians, or the computed instrument PSF) is what the telescope should
-deliver; the exposure shows what it did deliver. Bright, isolated, unsaturated, static point
-sources in the ramp's rate image are stacked into an effective PSF (photutils'
-:class:`~photutils.psf.EPSFBuilder`, Anderson & King 2000) over a box of :func:`box_half`
-pixels.
+deliver; the exposure shows what it did deliver. Bright, unsaturated, static point sources in
+the ramp's rate image, with no other source near their core and none nearly as bright in
+their box, are stacked into an effective PSF (photutils' :class:`~photutils.psf.EPSFBuilder`,
+Anderson & King 2000) over a box of :func:`box_half` pixels; the fainter sources in their
+boxes are fitted with the model and taken out first (:func:`without_neighbours`).
 
 The model is kept where it fits the stars to the noise (:func:`model_misfit`), or where there
 is no star. A box cannot hold the light that falls beyond it, and fluxes are totals to
@@ -278,7 +279,8 @@ def without_neighbours(rate, stars, psf, box_half):
     Each other source within twice the box of a star is fitted with the PSF (position, flux,
     sky; :func:`~jwst_asteroid_step.psf.brighter_fatter.fit_point_source`) and subtracted;
     where its model is above a pixel's noise, or within 2 FWHM (3 when the fit is not
-    possible), the pixels become NaN, which the ePSF builder leaves out. A model that is not
+    possible), the pixels become NaN, which the ePSF builder leaves out, bar the stars' own
+    cores. A model that is not
     the stars' PSF leaves a few per cent of a neighbour's light where it is brightest: those
     pixels go, the faint rest is subtracted. Peaks of a percent of a star's or less are its
     own rings and spikes (and neighbours too faint to matter), and stay.
@@ -306,6 +308,10 @@ def without_neighbours(rate, stars, psf, box_half):
     ny, nx = rate.shape
     core = core_half(psf)
     star_peak = smooth[np.round(stars[:, 1]).astype(int), np.round(stars[:, 0]).astype(int)]
+    # A neighbour's light in a star's core is subtracted, never masked: the core centres the star.
+    kept = np.zeros(rate.shape, dtype=bool)
+    for x, y, _ in stars:
+        kept[max(round(y) - core, 0):round(y) + core + 1, max(round(x) - core, 0):round(x) + core + 1] = True
     n_neighbours = 0
     for y, x in zip(py, px, strict=True):
         near = np.maximum(np.abs(stars[:, 0] - x), np.abs(stars[:, 1] - y)) <= 2 * box_half
@@ -319,12 +325,13 @@ def without_neighbours(rate, stars, psf, box_half):
         yy, xx = np.mgrid[y0:y1, x0:x1]
         box = rate[y - core:y + core + 1, x - core:x + core + 1]
         if box.shape != (2 * core + 1,) * 2 or not np.all(np.isfinite(box)):
-            out[y0:y1, x0:x1][np.hypot(xx - x, yy - y) <= 3 * fwhm] = np.nan
+            out[y0:y1, x0:x1][(np.hypot(xx - x, yy - y) <= 3 * fwhm) & ~kept[y0:y1, x0:x1]] = np.nan
             continue
         fx, fy, flux, _, _ = fit_point_source(psf, rate, x, y, core)
         model = flux * psf.pixel_fraction(xx - fx, yy - fy)
         out[y0:y1, x0:x1] -= model
-        out[y0:y1, x0:x1][(model > noise) | (np.hypot(xx - fx, yy - fy) <= 2 * fwhm)] = np.nan
+        hide = (model > noise) | (np.hypot(xx - fx, yy - fy) <= 2 * fwhm)
+        out[y0:y1, x0:x1][hide & ~kept[y0:y1, x0:x1]] = np.nan
     return out, n_neighbours
 
 
@@ -365,11 +372,13 @@ def stars_epsf(rate, stars, box_half, oversample=4):
     from astropy.table import Table
     from photutils.psf import EPSFBuilder, extract_stars
 
+    rate = np.asarray(rate, dtype=float)
+    usable = np.isfinite(rate)
     builder = EPSFBuilder(oversampling=oversample, maxiters=EPSF_ITERATIONS, progress_bar=False)
     with warnings.catch_warnings():
-        # photutils' convergence chatter, and its note on the NaN pixels that mark what to leave out
-        warnings.simplefilter("ignore")
-        cutouts = extract_stars(NDData(np.asarray(rate, dtype=float)),
+        warnings.simplefilter("ignore")  # photutils' convergence chatter
+        # Masked, not NaN: the builder's star fits would meet the NaN values through zero weights.
+        cutouts = extract_stars(NDData(np.where(usable, rate, 0.0), mask=~usable),
                                 Table({"x": stars[:, 0], "y": stars[:, 1]}), size=2 * box_half + 1)
         epsf, _ = builder(cutouts)
     grid = np.asarray(epsf.data, dtype=float)
