@@ -240,7 +240,7 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
             return fit  # a search candidate that ran off to speeds it was not found at: the caller decides
         fits.append((fit, method))
         # Later candidates must not explain this object's light again.
-        subtracted.append(_Subtracted(dict(excess_noise=excess_noise, flux_from_mean_image=flux_from_mean_image),
+        subtracted.append(_Subtracted({"excess_noise": excess_noise, "flux_from_mean_image": flux_from_mean_image},
                                       *_remove_track(diffs.diff, exclude, fit, psf, group_time, sigma)))
         return None
 

@@ -10,7 +10,13 @@ from jwst_asteroid_step import AsteroidDetectStep
 from jwst_asteroid_step.detect import find_movers
 from jwst_asteroid_step.offline import run_jump_and_ramp_fit
 from jwst_asteroid_step.psf import FILTER_FWHM, PSFModel, SeparablePSF, instrument_psf
-from jwst_asteroid_step.psf.refine import BOX_HALF, find_psf_stars, rate_halves, refine_psf, without_neighbours
+from jwst_asteroid_step.psf.refine import (
+    BOX_HALF,
+    find_psf_stars,
+    rate_halves,
+    refine_psf,
+    without_neighbours,
+)
 from jwst_asteroid_step.simulate import Mover, simulate_ramp
 from jwst_asteroid_step.simulate.scene import Star, render_stars
 
