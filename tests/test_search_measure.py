@@ -723,7 +723,7 @@ def _measured_in_turn(diff, sources, config=None):
 
 def _within_errors(result, truth, n_sigma=4.0):
     err = result.errors
-    x, y = truth["x"] + truth["vx"] * (result.t_ref - T_REF), truth["y"] + truth["vy"] * (result.t_ref - T_REF)
+    x, y = true_position(result.t_ref, truth)
     offsets = np.array([result.x - x, result.y - y, result.vx - truth["vx"], result.vy - truth["vy"],
                         result.flux - truth["flux"]])
     return bool(np.all(np.abs(offsets) < n_sigma * err)), offsets / err
