@@ -13,9 +13,9 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from jwst_asteroid_step.config import DetectionConfig
 from jwst_asteroid_step.detect import DETECTION_COLUMNS, detections_to_catalog, find_movers
-from jwst_asteroid_step.measure.moving_psf import _Cells, fit_moving_psf
+from jwst_asteroid_step.measure.moving_psf import _Cells, _StaticImage, fit_moving_psf
 from jwst_asteroid_step.mover_model import mover_differences
-from jwst_asteroid_step.psf import psf_for_filter
+from jwst_asteroid_step.psf import PSFModel, psf_for_filter
 from jwst_asteroid_step.ramp.differences import IntegrationDifferences, jump_cells
 from jwst_asteroid_step.ramp.events import classify_events, cluster_cells
 from jwst_asteroid_step.ramp.noise import matched_filter_snr, matched_filter_snr_correlated, whiten
@@ -655,6 +655,25 @@ def test_sub_psf_fit_errors_match_scatter():
     width = np.std(pulls, axis=0, ddof=1)
     assert 0.65 < width[0] < 1.4, f"flux pull std {width[0]:.2f}"
     assert 0.65 < width[1] < 1.4, f"vx pull std {width[1]:.2f}"
+
+
+def test_mean_image_photometry_error_counts_the_border_sky():
+    # The flux the mean image gives a sub-PSF fit is measured over the box's border
+    # median for sky; at F2100W (FWHM 6 px, sky 130 DN/s) that median's own noise moves
+    # it by about as much as the pixels under the PSF do. Over 400 draws of a static
+    # source the pulls have unit width (+-0.04): without the sky's term, 1.3.
+    psf = PSFModel(6.1)
+    n_diff, box, flux = 39, 64, 2000.0
+    yy, xx = np.mgrid[:box, :box].astype(float)
+    expected = flux * psf.pixel_fraction(xx - 32.3, yy - 31.6) + 130.0 * GT
+    variance = (RN**2 / n_diff + expected / GAIN) / n_diff  # of a mean of n_diff differences
+    rng = np.random.default_rng(5)
+    pulls = []
+    for _ in range(400):
+        image = expected + rng.normal(0.0, np.sqrt(variance))
+        phot = _StaticImage(image, 32.3, 31.6, psf, variance)
+        pulls.append((phot.flux - flux) / phot.flux_err)
+    assert 0.9 < np.std(pulls, ddof=1) < 1.1 and abs(np.mean(pulls)) < 0.15
 
 
 def test_a_fit_is_on_a_candidates_path_only_near_where_it_puts_the_source_then():
