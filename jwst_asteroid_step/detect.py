@@ -202,7 +202,8 @@ def find_movers_in_integration(sci, groupdq, pixeldq, group_time, psf, read_nois
     duration = diffs.n_diffs * group_time
     exclude = events.mask_of_kinds(diffs.diff.shape, _SET_ASIDE_KINDS)
     # Showers too faint per pixel for the jump step, and their afterglow.
-    showers, n_unflagged = find_showers(diffs.diff, exclude, background, sigma, group_time)
+    showers, n_unflagged = find_showers(diffs.diff, exclude, background, sigma, group_time,
+                                        sources=events.cells[events.kind[events.label] == MOVER])
     _set_aside(exclude, showers)
     counts["n_showers"] += n_unflagged
     counts["n_showers_unflagged"] = n_unflagged

@@ -6,7 +6,8 @@ pixel it rarely passes the jump step's threshold (unless the jump step's own sho
 search ran), yet summed along a track its area and its afterglow look like a faint
 source that appears, or fades, during the ramp: a false mover.  Averaged over a
 box much larger than the PSF it stands out clearly, while a point source, clipped
-pixel by pixel first, cannot.
+pixel by pixel first, cannot, unless its PSF is wide: a bright mover at F2100W. Movers the
+jump flags traced are therefore named to it, and areas on them are not showers.
 """
 
 import numba
@@ -20,7 +21,7 @@ _MIN_BOXES = 50
 
 
 def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0, threshold=6.0,
-                 source_sigma=10.0, mask_time=20.0):
+                 source_sigma=10.0, mask_time=20.0, sources=None, source_groups=5):
     """Showers that the jump flags missed, with their afterglow.
 
     Parameters
@@ -49,6 +50,13 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
     mask_time : float
         Seconds after the shower (and the shower's difference itself) masked, for
         the leaked charge; jwst's ``time_masked_after_shower`` plays the same role.
+    sources : ndarray, int, shape (n, 3), optional
+        ``(k, y, x)`` cells of known movers (the jump flags' tracks). An area holding
+        one within ``source_groups`` differences is that mover's light: at F2100W a
+        bright mover's PSF spreads it below ``source_sigma`` in every pixel while its
+        box average passes ``threshold``, and masking it took two thirds of the cells
+        along its path from its fit.
+    source_groups : int
 
     Returns
     -------
@@ -74,6 +82,11 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
     inv_sigma = (1.0 / sigma).astype(np.float32)
     background = np.asarray(background, dtype=np.float32)
     n_showers = 0
+    # The movers' cells on the 2 x 2 bins.
+    known = None
+    if sources is not None and len(sources):
+        known = np.asarray(sources, dtype=np.intp) // np.array([1, 2, 2])
+        known = known[(known[:, 1] < hy) & (known[:, 2] < hx)]
     for k in range(n_k):
         _clipped_bins(diff[k], exclude[k], background, inv_sigma, np.float32(clip), binned, peak)
         smooth = ndimage.uniform_filter(binned, half_box, mode="constant")
@@ -91,6 +104,14 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
         near_peak = ndimage.maximum_filter(peak, size=half_box + 1, mode="constant", cval=-np.inf)
         bright = np.asarray(ndimage.maximum(near_peak, labels, np.arange(1, n + 1))) > source_sigma
         hot &= ~np.isin(labels, np.flatnonzero(bright) + 1)
+        if known is not None:
+            near = known[np.abs(known[:, 0] - k) <= source_groups]
+            # Within the reach of the box average: a hot area peaks a bin or two off the
+            # mover's flagged cells, which lie on the leading edge of its light.
+            movers = np.zeros((hy, hx), dtype=bool)
+            movers[near[:, 1], near[:, 2]] = True
+            movers = ndimage.binary_dilation(movers, iterations=edge) if near.size else movers
+            hot &= ~np.isin(labels, labels[movers & hot])
         if not hot.any():
             continue
         # The box average reaches ~half a box beyond the shower's rim.
