@@ -51,12 +51,13 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
         Seconds after the shower (and the shower's difference itself) masked, for
         the leaked charge; jwst's ``time_masked_after_shower`` plays the same role.
     sources : ndarray, int, shape (n, 3), optional
-        ``(k, y, x)`` cells of known movers (the jump flags' tracks). An area holding
-        one within ``source_groups`` differences is that mover's light: at F2100W a
-        bright mover's PSF spreads it below ``source_sigma`` in every pixel while its
-        box average passes ``threshold``, and masking it took two thirds of the cells
-        along its path from its fit.
+        ``(k, y, x)`` cells of known movers (the jump flags' tracks). An area within a
+        quarter box of one is that mover's light: at F2100W a bright mover's PSF spreads
+        it below ``source_sigma`` in every pixel while its box average passes
+        ``threshold``, and masking it took two thirds of the cells along its path from
+        its fit.
     source_groups : int
+        Differences either side of an area's within which a mover's cells count.
 
     Returns
     -------
