@@ -661,7 +661,7 @@ def test_mean_image_photometry_error_counts_the_border_sky():
     # The flux the mean image gives a sub-PSF fit is measured over the box's border
     # median for sky; at F2100W (FWHM 6 px, sky 130 DN/s) that median's own noise moves
     # it by about as much as the pixels under the PSF do. Over 400 draws of a static
-    # source the pulls have unit width (+-0.04): without the sky's term, 1.3.
+    # source the pulls have unit width (+-0.04): without the sky's term, 1.27.
     psf = PSFModel(6.1)
     n_diff, box, flux = 39, 64, 2000.0
     yy, xx = np.mgrid[:box, :box].astype(float)

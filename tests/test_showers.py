@@ -73,7 +73,7 @@ def test_point_sources_are_not_showers():
 
 def test_a_bright_mover_flagged_by_jump_is_no_shower():
     """At F2100W (FWHM 6 px) a bright slow mover stays below 10 sigma in every pixel, and its
-    box average passes the threshold in every difference: 66 showers, masking it whole. Its
+    box average passes the threshold in every difference: 74 showers, masking it whole. Its
     jump-flagged cells, a few per difference, say what it is; a shower beside it is found."""
     diff = noise(5)
     psf = psf_for_filter("F2100W")
