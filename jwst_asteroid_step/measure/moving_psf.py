@@ -426,14 +426,15 @@ class _StaticImage:
             self.inside = False
             return
         border = box[edge & usable]
-        sub = np.where(usable, box - np.median(border), 0.0)
+        sky = np.median(border)
+        sub = np.where(usable, box - sky, 0.0)
         self.flux = float(np.sum(self.w * sub) / self.norm)  # charge per difference
         if variance is not None:
             var = variance[rows, cols]
             # The border's median is as unsure as its pixels' scatter allows, and a sky off
             # by d moves the flux by d times the PSF's noise-equivalent area: at F2100W
             # about as much as the pixels' own noise does.
-            sky_err = np.sqrt(0.5 * np.pi / border.size) * 1.4826 * np.median(np.abs(border - np.median(border)))
+            sky_err = np.sqrt(0.5 * np.pi / border.size) * 1.4826 * np.median(np.abs(border - sky))
             self.flux_err = float(np.hypot(np.sqrt(np.sum(self.w**2 * var)), sky_err * np.sum(self.w)) / self.norm)
         else:
             self.flux_err = np.nan

@@ -105,13 +105,13 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
         near_peak = ndimage.maximum_filter(peak, size=half_box + 1, mode="constant", cval=-np.inf)
         bright = np.asarray(ndimage.maximum(near_peak, labels, np.arange(1, n + 1))) > source_sigma
         hot &= ~np.isin(labels, np.flatnonzero(bright) + 1)
-        if known is not None:
-            near = known[np.abs(known[:, 0] - k) <= source_groups]
+        near = known[np.abs(known[:, 0] - k) <= source_groups] if known is not None else ()
+        if len(near):
             # Within the reach of the box average: a hot area peaks a bin or two off the
             # mover's flagged cells, which lie on the leading edge of its light.
             movers = np.zeros((hy, hx), dtype=bool)
             movers[near[:, 1], near[:, 2]] = True
-            movers = ndimage.binary_dilation(movers, iterations=edge) if near.size else movers
+            movers = ndimage.binary_dilation(movers, iterations=edge)
             hot &= ~np.isin(labels, labels[movers & hot])
         if not hot.any():
             continue
