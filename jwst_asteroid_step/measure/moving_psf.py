@@ -596,6 +596,9 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         if start < min_start_consistency:
             return None
 
+    # A guess's velocity is known to about a PSF width over the time it spans: a jump
+    # track two groups long may be wrong by a few px/group, and its fit rightly much faster.
+    v_slack = psf.fwhm / max(guess.t_last - guess.t_first, group_time)
     for rebuild in range(max_rebuilds + 1):
         p = _least_squares(cells, p0, t_ref, prior).x
         # The fit sees only the boxes laid along the path it started from: where
@@ -607,7 +610,7 @@ def fit_moving_psf(diff, exclude, background, read_noise, gain, group_time, psf,
         # boxes laid along a runaway path would only cost time.
         shift = np.max(np.hypot(p[0] - p0[0] + (p[2] - p0[2]) * t_mid, p[1] - p0[1] + (p[3] - p0[3]) * t_mid))
         on_object = (np.all(np.isfinite(p)) and p[4] > 0 and np.hypot(p[0] - p0[0], p[1] - p0[1]) <= cells.half
-                     and np.hypot(p[2], p[3]) <= 2.0 * max(np.hypot(p0[2], p0[3]), 0.5 / group_time))
+                     and np.hypot(p[2], p[3]) <= 2.0 * max(np.hypot(p0[2], p0[3]), 0.5 / group_time) + v_slack)
         p0 = p
         if shift < rebuild_px or not on_object or rebuild == max_rebuilds:
             break

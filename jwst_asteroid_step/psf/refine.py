@@ -98,8 +98,8 @@ class PSFRefinement:
         The model whose light beyond the box completes the ePSF.
     flux_uncertainty : float
         Relative uncertainty of the ePSF's normalisation, carried by the fluxes' errors:
-        the share of the box's light that the constant fitted in its outer ring, besides
-        the mesh's sky, took.
+        half the share of the box's light that the constant fitted in its outer ring,
+        besides the mesh's sky, took, and that constant's noise, in quadrature.
     charge_broadening : float
         Median over the stars of their FWHM in the rate image over that of an empty pixel,
         minus one, where their broadening with collected charge was taken out; 0 otherwise.
@@ -538,8 +538,12 @@ def _stack(halves, stars, prior, wing, half, oversample):
     _, sky_error = _ring_fit(epsf, model, ring & on_pixel)
     # The mesh's sky and the ring's put different light in the box, and the ring's is no
     # surer than its noise: over thousands of pixels, a sky off by a twentieth of a pixel's
-    # noise moves the box's light by a per cent at F2100W. The fluxes' errors carry both.
-    flux_uncertainty = float(np.hypot(sky_left, sky_error) * epsf[whole].size / epsf[whole].sum())
+    # noise moves the box's light by a per cent at F2100W. The constant is taken out, yet
+    # some of it may be the stars' wing rather than sky: the truth lies between the two
+    # skies, and half their difference is its standard error (over 48 two-Gaussian F770W
+    # ramps the fluxes moved by -0.37 of the constant; counting all of it made the pulls
+    # 0.78 wide). The fluxes' errors carry that and the ring's noise.
+    flux_uncertainty = float(np.hypot(0.5 * sky_left, sky_error) * epsf[whole].size / epsf[whole].sum())
     epsf = epsf - sky_left
     epsf /= epsf[whole].sum()
     beyond = max(1.0 - model[whole].sum(), 0.0)

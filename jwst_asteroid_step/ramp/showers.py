@@ -21,7 +21,8 @@ _MIN_BOXES = 50
 
 
 def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0, threshold=6.0,
-                 source_sigma=10.0, mask_time=20.0, sources=None, source_groups=5):
+                 source_sigma=10.0, mask_time=20.0, sources=None, source_groups=5, onset_ratio=0.5,
+                 onset_groups=2):
     """Showers that the jump flags missed, with their afterglow.
 
     Parameters
@@ -58,6 +59,13 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
         its fit.
     source_groups : int
         Differences either side of an area's within which a mover's cells count.
+    onset_ratio : float
+        A shower starts at one instant: an area is one only where, within ``edge`` bins
+        of it, the box averages of the ``onset_groups`` differences before it stayed below
+        ``onset_ratio * threshold``.  A bright mover's box average, steady about the
+        threshold from difference to difference, is light going on, not a new shower.
+    onset_groups : int
+        Differences before an area that must be quiet.
 
     Returns
     -------
@@ -88,6 +96,7 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
     if sources is not None and len(sources):
         known = np.asarray(sources, dtype=np.intp) // np.array([1, 2, 2])
         known = known[(known[:, 1] < hy) & (known[:, 2] < hx)]
+    previous = []  # the warm maps of the last onset_groups differences
     for k in range(n_k):
         _clipped_bins(diff[k], exclude[k], background, inv_sigma, np.float32(clip), binned, peak)
         smooth = ndimage.uniform_filter(binned, half_box, mode="constant")
@@ -97,9 +106,17 @@ def find_showers(diff, exclude, background, sigma, group_time, box=16, clip=3.0,
         if not spread > 0:
             continue
         hot = smooth > centre + threshold * spread
+        warm = smooth > centre + onset_ratio * threshold * spread
+        before, previous = previous, [warm, *previous[:onset_groups - 1]]
         if not hot.any():
             continue
         labels, n = ndimage.label(hot)
+        if before:
+            # Light that was there already is a source's (a mover a few px a group stays
+            # within ``edge`` bins, its box average about the threshold), or an afterglow
+            # set aside with its onset.
+            going_on = ndimage.binary_dilation(np.logical_or.reduce(before), iterations=edge)
+            hot &= ~np.isin(labels, labels[going_on & hot])
         # Brightest pixel within the box of any part of the area: a box touching
         # a bright source's core is raised by its wings.
         near_peak = ndimage.maximum_filter(peak, size=half_box + 1, mode="constant", cval=-np.inf)
