@@ -215,3 +215,20 @@ def test_crowded_scene_holds_galaxies_saturating_stars_and_movers_crossing_stars
     for m in movers[:crowded.N_CROSSING]:
         assert sky[round(m.y0), round(m.x0)] > 5 * float(np.median(sky))
     assert crowded.upper_limit(0) / 12 < 0.2
+
+
+def test_long_trails_ramps_hold_long_fast_trails_one_off_the_array():
+    """The long-trail bench's movers run 1-3 px/group, their trails tens to hundreds of px, and
+    the fourth starts near a corner: its trail enters or leaves the array."""
+    from benchmarks.long_trails import FILTERS, SIZE, bench_ramp
+
+    _, truth, psf = bench_ramp("moffat", "F2100W", 0)
+    assert len(truth) == 4 and "Moffat" in psf.name
+    assert np.all((truth["speed_px_per_group"] >= 1.0) & (truth["speed_px_per_group"] <= 3.0))
+    trail = np.hypot(truth["x_end"] - truth["x_start"], truth["y_end"] - truth["y_start"])
+    assert np.all(trail >= 0.9 * (FILTERS["F2100W"] - 1))
+    corner = truth[3]
+    t = np.linspace(0.0, 1.0, 50)
+    xs = corner["x_start"] + t * (corner["x_end"] - corner["x_start"])
+    ys = corner["y_start"] + t * (corner["y_end"] - corner["y_start"])
+    assert np.any((xs < 0) | (ys < 0) | (xs > SIZE - 1) | (ys > SIZE - 1))

@@ -38,8 +38,9 @@ FLUX_COLUMNS = (
 _MJY_TO_MILLIJY = 1e9  # 1 MJy = 1e6 Jy = 1e9 mJy
 _AB_ZERO_MJY = 3631e3  # 3631 Jy in mJy
 PSF_CORRECTION = (
-    "none beyond the PSF model: flux is the total flux of the fitted moving-PSF model "
-    "(double Gaussian normalised to unit total flux)"
+    "none beyond the PSF model: flux is the total flux, to infinity, of the fitted moving-PSF "
+    "model (the PSF named in psf_model, normalised to unit total flux; how it was refined "
+    "and the light beyond its box in psf_refinement)"
 )
 
 
