@@ -61,11 +61,12 @@ EPSF_ITERATIONS = 5
 BOX_HALF = 24
 
 #: Share of the ring's constant (the light the two skies put differently in the box) counted
-#: as the ePSF's normalisation error. Calibrated on the psf_families bench's per-mover rows
-#: (session 21): where the constant is sky (two Gaussians, F770W, 48 ramps, fluxes moving by
-#: -0.37 of it) all of it made the flux pulls 0.78 wide, 0.8 of it 0.82; where it is the
-#: stars' wing (Moffat beta 2/4, F2100W, 24 ramps) half of it made them 1.49 wide, 0.8 of it 1.15.
-CONSTANT_ERROR = 0.8
+#: as the ePSF's normalisation error: all of it, the conservative bound. No single share fits
+#: every family of the psf_families bench (session 21, its per-mover rows recomputed): where
+#: the constant is sky (two Gaussians, F770W, 48 ramps) the flux pulls are 0.78 wide with all
+#: of it and 0.82 with 0.8; where the stars' profile differs from the model (FWHM -10 %,
+#: F2100W, 24 ramps) 1.24 with all of it and 1.29 with 0.8; Moffat F2100W 0.97 and 1.15.
+CONSTANT_ERROR = 1.0
 
 #: Largest median :func:`model_misfit` of the stars at which the model is kept.
 MAX_MISFIT = 2.0
