@@ -15,9 +15,10 @@ detection's ``t_int``, speed within 30 %). Besides found and missed it counts, p
 fragments (a detection elsewhere on a found mover's trail, ``on_track``), wrong velocity (at
 a mover's place, speed or direction off, ``position_only``), and false detections.
 
-Run from the repository root (about 12 minutes for 12 ramps a filter on one core)::
+Run from the repository root (8 ramps a filter took 29 minutes while four other benches shared
+the machine's 2 cores)::
 
-    python -m benchmarks.long_trails --ramps 12 [--psf moffat|instrument] [--output FILE]
+    python -m benchmarks.long_trails --ramps 8 [--psf moffat|instrument] [--output FILE]
 """
 
 import argparse
@@ -35,8 +36,8 @@ from jwst_asteroid_step.simulate import Mover, simulate_ramp, snr_to_flux
 from jwst_asteroid_step.simulate.metadata import group_time_for
 
 from .psf_families import detector_psf, moffat_psf
-from .recovery import offline_references
 from .recovery import match as match_movers
+from .recovery import offline_references
 
 #: Filters and their ramps' groups (the issue's failures were F1500W at 100 and F2100W at 40).
 FILTERS = {"F770W": 60, "F1500W": 100, "F2100W": 40}
@@ -138,11 +139,11 @@ def main(argv=None):
                      f"{np.median([r['flux_ratio'] for r in found]):.3f} | "
                      f"{100 * np.median([r['dspeed'] for r in found]):.2f} % | {seconds / args.ramps:.1f} |")
     text = "\n".join([
-        f"{args.ramps} BRIGHTSKY ramps a filter, rendered with the {args.psf} PSF; 4 movers each at "
-        f"{SPEEDS[0]:g}-{SPEEDS[1]:g} px/group, yardstick SNR {SNRS[0]:g}-{SNRS[1]:g}, one from near a corner.",
+        (f"{args.ramps} BRIGHTSKY ramps a filter, rendered with the {args.psf} PSF; 4 movers each at "
+         f"{SPEEDS[0]:g}-{SPEEDS[1]:g} px/group, yardstick SNR {SNRS[0]:g}-{SNRS[1]:g}, one from near a corner."),
         "",
-        "| filter | groups | found | snr_moving | trail (px) | fragments | wrong velocity | false "
-        "| median flux ratio | median velocity error | find_movers (s a ramp) |",
+        ("| filter | groups | found | snr_moving | trail (px) | fragments | wrong velocity | false "
+         "| median flux ratio | median velocity error | find_movers (s a ramp) |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *lines,
     ])

@@ -12,7 +12,7 @@ Each prepared ramp goes through ``AsteroidDetectStep`` with its defaults and the
 references. Every detection is false: the ramp holds no mover. The table gives the catalog's
 rows per setting, and each detection's integration, position, speed and SNR.
 
-Run from the repository root (about 5 minutes on 2 cores)::
+Run from the repository root (about 30 s a setting with a core to itself, ~12 minutes)::
 
     python -m benchmarks.real_ramp_matrix [--output FILE]
 """
@@ -77,8 +77,8 @@ def main(argv=None):
                          f"{len(rows)} | {where or '-'} |")
             print(lines[-1], f"({time.perf_counter() - t0:.1f} s)", flush=True)
     text = "\n".join([
-        f"The real ground-test ramp (SUB64, 5 x 50 groups), {n_settings} preparations, {total} detections "
-        "in all (every one false).",
+        (f"The real ground-test ramp (SUB64, 5 x 50 groups), {n_settings} preparations, {total} detections "
+         "in all (every one false)."),
         "",
         "| read noise (DN) | firstframe + lastframe | jump rejection_threshold | detections | where |",
         "|---|---|---|---|---|",

@@ -294,7 +294,7 @@ def test_fit_follows_a_short_jump_track_to_a_much_faster_path():
     fast is the object, not a runaway. The boxes are laid again along it, and the fit is a
     good start's (before, it stayed on the boxes the short track laid: SNR 220 of 385 here;
     on a bench trail the light it left became a second detection)."""
-    truth = dict(x=30.0, y=24.0, vx=1.2 / GT, vy=0.5 / GT, flux=900.0)
+    truth = {"x": 30.0, "y": 24.0, "vx": 1.2 / GT, "vy": 0.5 / GT, "flux": 900.0}
     cube = noisy(expected_cube(truth, box=64), seed=8)
     good = fit(cube, background=np.full((64, 64), 5.0 * GT), guess=rough_guess(truth))
     t_g = T0[3]

@@ -6,8 +6,10 @@ pixel it rarely passes the jump step's threshold (unless the jump step's own sho
 search ran), yet summed along a track its area and its afterglow look like a faint
 source that appears, or fades, during the ramp: a false mover.  Averaged over a
 box much larger than the PSF it stands out clearly, while a point source, clipped
-pixel by pixel first, cannot, unless its PSF is wide: a bright mover at F2100W. Movers the
-jump flags traced are therefore named to it, and areas on them are not showers.
+pixel by pixel first, cannot, unless its PSF is wide: a bright mover at F2100W. A shower
+starts at one instant, from quiet, while a mover's light goes on from difference to
+difference: only onsets are showers. Movers the jump flags traced are also named to it, and
+areas on them are not showers, their first difference included.
 """
 
 import numba
