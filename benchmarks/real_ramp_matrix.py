@@ -26,7 +26,7 @@ import numpy as np
 
 from jwst_asteroid_step.offline import build_references
 
-from .recovery import offline_references, open_real
+from .recovery import _detector1_front, offline_references, open_real
 
 GAIN = 4.0
 READ_NOISE = 7.8
@@ -35,15 +35,11 @@ THRESHOLDS = (3.0, 4.0, 5.0, 6.0)
 
 
 def prepare(raw, refs, first_last, rejection_threshold):
-    """dq_init (+ firstframe + lastframe) + jump on a fresh copy of the real ramp."""
+    """dq_init (+ firstframe + lastframe, as the recovery bench) + jump on a fresh copy of the real ramp."""
     from jwst.dq_init import DQInitStep
-    from jwst.firstframe import FirstFrameStep
     from jwst.jump import JumpStep
-    from jwst.lastframe import LastFrameStep
 
-    ramp = DQInitStep.call(raw, **refs.overrides("mask"))
-    if first_last:
-        ramp = LastFrameStep.call(FirstFrameStep.call(ramp))
+    ramp = _detector1_front(raw, refs) if first_last else DQInitStep.call(raw, **refs.overrides("mask"))
     return JumpStep.call(ramp, rejection_threshold=rejection_threshold, **refs.overrides("gain", "readnoise"))
 
 
